@@ -1,0 +1,203 @@
+"""Datasets as whole in-memory tensors: digits (embedded default), MNIST, swiss roll, folders, arrays.
+
+Every loader returns a :class:`Dataset` holding ``x`` of shape (N, *shape) float32 and optional integer
+labels ``y`` of shape (N,). Batches are slices of a permutation: no per-item Python.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+BUILTIN = ("digits", "mnist", "swiss-roll")
+BINARIZE = ("none", "dynamic", "static")
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    name: str                      # dataset name or path it came from
+    shape: tuple[int, ...]         # shape of one example, e.g. (1, 28, 28) or (3,)
+    n_classes: int = 0             # number of label classes (0: unlabelled)
+    is_image: bool = True          # True when examples are (C, H, W) pixels in [0, 1]
+    binarize: str = "none"         # none | dynamic | static (Bernoulli draws of the pixels)
+    size: int | None = None        # resize target for image folders
+    class_names: tuple[str, ...] = ()  # label names, index = class id
+
+    @property
+    def dim(self) -> int:
+        """Number of scalar values in one example."""
+        return math.prod(self.shape)
+
+
+@dataclass
+class Dataset:
+    x: Tensor                      # (N, *shape) float32
+    y: Tensor | None               # (N,) int64 or None
+    info: DataInfo
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+    def subset(self, idx: Tensor) -> "Dataset":
+        return Dataset(self.x[idx], None if self.y is None else self.y[idx], self.info)
+
+
+def check_binarize(mode: str) -> str:
+    if mode not in BINARIZE:
+        raise ValueError(f"binarize={mode!r} is not known; allowed: {list(BINARIZE)}")
+    return mode
+
+
+def check_finite(x: Tensor, what: str = "data") -> None:
+    """Reject NaN/Inf at the boundary, naming how many and where the first one is."""
+    bad = ~torch.isfinite(x)
+    if bad.any():
+        first = int(bad.reshape(len(x), -1).any(1).nonzero()[0])
+        raise ValueError(f"{what} contains {int(bad.sum())} NaN/Inf value(s) (first in example {first}); "
+                         "allowed: finite numbers only")
+
+
+def _digits(split: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    d = load_digits()
+    x = (d.images / 16.0).astype(np.float32)[:, None]  # (1797, 1, 8, 8)
+    xtr, xte, ytr, yte = train_test_split(x, d.target, test_size=0.2, random_state=seed, stratify=d.target)
+    return (xtr, ytr, (1, 8, 8)) if split == "train" else (xte, yte, (1, 8, 8))
+
+
+def _swiss_roll(split: str) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
+    from sklearn.datasets import make_swiss_roll
+
+    n, seed = (4000, 0) if split == "train" else (1000, 1)
+    x, t = make_swiss_roll(n_samples=n, noise=0.05, random_state=seed)
+    x = ((x - np.array([2.0, 10.5, 0.3])) / np.array([6.5, 5.8, 6.7])).astype(np.float32)
+    edges = np.linspace(1.5 * np.pi, 4.5 * np.pi, 11)[1:-1]
+    return x, np.digitize(t, edges), (3,)  # labels: 10 bins of the position along the roll
+
+
+def _mnist(split: str, data_dir: str | Path | None) -> tuple[np.ndarray, np.ndarray, tuple[int, ...]]:
+    from .mnist import load_mnist
+
+    x, y = load_mnist(split, data_dir=data_dir)
+    return (x.astype(np.float32) / 255.0)[:, None], y, (1, 28, 28)
+
+
+def _from_path(path: Path, size: int | None) -> tuple[np.ndarray, np.ndarray | None, bool, tuple[str, ...]]:
+    from .files import load_array, load_image_folder
+
+    if path.is_dir():
+        x, y, names = load_image_folder(path, size=size)
+        return x, y, True, tuple(names)
+    x, y = load_array(path)
+    return x, y, x.ndim == 4 or (x.ndim == 3 and float(x.min()) >= 0 and float(x.max()) <= 1), ()
+
+
+def load_dataset(name: str, split: str = "train", data_dir: str | Path | None = None,
+                 binarize: str = "none", size: int | None = None, seed: int = 0) -> Dataset:
+    """Load ``name`` (digits | mnist | swiss-roll | a folder of images | a .npy/.npz file)."""
+    if split not in ("train", "test"):
+        raise ValueError(f"split={split!r} is not known; allowed: ['train', 'test']")
+    check_binarize(binarize)
+    names: tuple[str, ...] = ()
+    if name == "digits":
+        x, y, shape = _digits(split)
+        is_image = True
+    elif name == "mnist":
+        x, y, shape = _mnist(split, data_dir)
+        is_image = True
+    elif name == "swiss-roll":
+        x, y, shape = _swiss_roll(split)
+        is_image = False
+    elif Path(name).exists():
+        x, y, is_image, names = _from_path(Path(name), size)
+        x, y = _path_split(x, y, split, seed)
+        if x.ndim == 3 and is_image:
+            x = x[:, None]
+        shape = tuple(x.shape[1:])
+    else:
+        raise ValueError(f"data={name!r} is neither a built-in dataset {list(BUILTIN)} "
+                         "nor an existing image folder / .npy / .npz file")
+    xt = torch.as_tensor(np.ascontiguousarray(x), dtype=torch.float32)
+    check_finite(xt, f"data {name!r}")
+    if binarize != "none" and (not is_image or xt.min() < 0 or xt.max() > 1):
+        raise ValueError(f"binarize={binarize!r} needs pixel values in [0, 1]; data {name!r} is not")
+    yt = None if y is None else torch.as_tensor(np.asarray(y), dtype=torch.int64)
+    n_classes = int(yt.max()) + 1 if yt is not None else 0
+    if name == "swiss-roll":
+        names = tuple(f"t-bin {i}" for i in range(10))
+    elif not names and n_classes:
+        names = tuple(str(i) for i in range(n_classes))
+    info = DataInfo(name=name, shape=tuple(shape), n_classes=n_classes, is_image=is_image,
+                    binarize=binarize, size=size, class_names=names)
+    ds = Dataset(xt, yt, info)
+    if binarize == "static":  # one fixed draw per split, the same on every load
+        gen = torch.Generator().manual_seed(1234 + (split == "test"))
+        ds.x = torch.bernoulli(ds.x, generator=gen)
+    return ds
+
+
+def _path_split(x: np.ndarray, y: np.ndarray | None, split: str, seed: int):
+    """User data has no official split: a fixed 90/10 permutation split."""
+    perm = np.random.default_rng(seed).permutation(len(x))
+    cut = max(1, int(round(0.9 * len(x)))) if len(x) > 1 else 1
+    idx = perm[:cut] if split == "train" else (perm[cut:] if len(x) > cut else perm[:cut])
+    return x[idx], None if y is None else y[idx]
+
+
+def load_from_info(info: DataInfo | dict[str, Any], split: str,
+                   data_dir: str | Path | None = None) -> Dataset:
+    """Reload the data a run was trained on, from the info saved in its config."""
+    if isinstance(info, dict):
+        info = DataInfo(**{**info, "shape": tuple(info["shape"]),
+                           "class_names": tuple(info.get("class_names", ()))})
+    return load_dataset(info.name, split, data_dir=data_dir, binarize=info.binarize, size=info.size)
+
+
+def info_dict(info: DataInfo) -> dict[str, Any]:
+    return {**dataclasses.asdict(info), "shape": list(info.shape), "class_names": list(info.class_names)}
+
+
+def split_validation(ds: Dataset, fraction: float, seed: int = 0) -> tuple[Dataset, Dataset | None]:
+    """Hold out ``fraction`` of a training set for validation (a fixed permutation)."""
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"val_fraction={fraction} must be in [0, 1)")
+    n_val = int(round(fraction * len(ds)))
+    if n_val == 0:
+        return ds, None
+    perm = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))
+    return ds.subset(perm[n_val:]), ds.subset(perm[:n_val])
+
+
+def batches(x: Tensor, y: Tensor | None, batch_size: int, *, shuffle: bool = True,
+            binarize: str = "none", generator: torch.Generator | None = None,
+            device: torch.device | str = "cpu") -> Iterator[tuple[Tensor, Tensor | None]]:
+    """Yield (x, y) batches as slices of one permutation; dynamic binarization draws fresh bits."""
+    n = x.shape[0]
+    order = torch.randperm(n, generator=generator) if shuffle else None
+    for start in range(0, n, batch_size):
+        if order is None:
+            xb = x[start:start + batch_size]
+            yb = None if y is None else y[start:start + batch_size]
+        else:
+            idx = order[start:start + batch_size]
+            xb = x.index_select(0, idx)
+            yb = None if y is None else y.index_select(0, idx)
+        if binarize == "dynamic":
+            xb = torch.bernoulli(xb, generator=generator)
+        yield xb.to(device, non_blocking=True), None if yb is None else yb.to(device, non_blocking=True)
+
+
+def for_evaluation(ds: Dataset, seed: int = 4321) -> Dataset:
+    """Dynamically binarized data is scored on one fixed Bernoulli draw (the usual protocol)."""
+    if ds.info.binarize != "dynamic":
+        return ds
+    return Dataset(torch.bernoulli(ds.x, generator=torch.Generator().manual_seed(seed)), ds.y, ds.info)

@@ -1,0 +1,85 @@
+"""The likelihood table and the distributions the models return.
+
+Every decoder returns ``Independent(<base>, event_dims)`` so ``log_prob(x)`` is one number per example.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+from torch.distributions import Bernoulli, Distribution, Independent, Laplace, Normal, constraints
+
+
+@dataclass(frozen=True)
+class Likelihood:
+    name: str                                        # table key
+    learned_scale: bool                              # True: a per-pixel log sigma is a parameter
+    needs_unit_interval: bool                        # True: data must lie in [0, 1]
+    build: Callable[[Tensor, Tensor], Distribution]  # (decoder output, log scale) -> base distribution
+
+
+LIKELIHOODS: dict[str, Likelihood] = {
+    "bernoulli": Likelihood("bernoulli", False, True, lambda out, _: Bernoulli(logits=out, validate_args=False)),
+    "gaussian": Likelihood("gaussian", False, False, lambda out, ls: Normal(out, ls.exp(), validate_args=False)),
+    "gaussian-learned": Likelihood("gaussian-learned", True, False, lambda out, ls: Normal(out, ls.exp(), validate_args=False)),
+    "laplace": Likelihood("laplace", False, False, lambda out, ls: Laplace(out, ls.exp(), validate_args=False)),
+}
+
+
+def get_likelihood(name: str) -> Likelihood:
+    if name not in LIKELIHOODS:
+        raise ValueError(f"likelihood={name!r} is not known; allowed: {sorted(LIKELIHOODS)}")
+    return LIKELIHOODS[name]
+
+
+def likelihood(name: str, out: Tensor, log_scale: Tensor, event_dims: int) -> Distribution:
+    """p(x|z) as an Independent distribution over the last ``event_dims`` dimensions."""
+    return Independent(get_likelihood(name).build(out, log_scale), event_dims, validate_args=False)
+
+
+def diag_gaussian(mu: Tensor, logvar: Tensor) -> Independent:
+    """N(mu, diag(exp(logvar))) over the last dimension; rsample is the reparameterization trick."""
+    return Independent(Normal(mu, (0.5 * logvar).exp(), validate_args=False), 1, validate_args=False)
+
+
+def standard_normal(shape: tuple[int, ...], device: torch.device | str = "cpu") -> Independent:
+    """The prior N(0, I) with batch shape ``shape[:-1]`` and event size ``shape[-1]``."""
+    zeros = torch.zeros(shape, device=device)
+    return Independent(Normal(zeros, torch.ones_like(zeros), validate_args=False), 1, validate_args=False)
+
+
+class PointMass(Distribution):
+    """A deterministic 'distribution' (an autoencoder's code): sampling returns the value itself."""
+
+    arg_constraints = {"value": constraints.real}
+    has_rsample = True
+
+    def __init__(self, value: Tensor, event_dims: int = 1) -> None:
+        self.value = value
+        n = value.dim()
+        super().__init__(value.shape[: n - event_dims], value.shape[n - event_dims:], validate_args=False)
+
+    @property
+    def mean(self) -> Tensor:
+        return self.value
+
+    @property
+    def variance(self) -> Tensor:
+        return torch.zeros_like(self.value)
+
+    def rsample(self, sample_shape: torch.Size = torch.Size()) -> Tensor:
+        return self.value.expand(torch.Size(sample_shape) + self.value.shape)
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        hit = (value == self.value).reshape(*value.shape[: value.dim() - len(self.event_shape)], -1).all(-1)
+        return torch.where(hit, 0.0, -math.inf)
+
+
+def kl_per_dim(q: Distribution, p: Distribution) -> Tensor:
+    """KL(q || p) per latent dimension, closed form for diagonal Gaussians: (..., d)."""
+    base_q = q.base_dist if isinstance(q, Independent) else q
+    base_p = p.base_dist if isinstance(p, Independent) else p
+    return torch.distributions.kl_divergence(base_q, base_p)

@@ -1,0 +1,91 @@
+"""Network bodies (MLP and a small conv net). No probability in here: outputs are plain tensors."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "gelu": nn.GELU, "silu": nn.SiLU}
+ARCHS = ("mlp", "conv")
+
+
+def activation(name: str) -> nn.Module:
+    if name not in ACTIVATIONS:
+        raise ValueError(f"activation={name!r} is not known; allowed: {sorted(ACTIVATIONS)}")
+    return ACTIVATIONS[name]()
+
+
+def mlp(sizes: list[int], act: str, final_act: bool = False) -> nn.Sequential:
+    """Linear layers between consecutive ``sizes`` with ``act`` between them."""
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:])):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2 or final_act:
+            layers.append(activation(act))
+    return nn.Sequential(*layers)
+
+
+def _conv_grid(shape: tuple[int, ...]) -> tuple[int, int]:
+    """Spatial size after two stride-2 convolutions."""
+    return math.ceil(shape[1] / 4), math.ceil(shape[2] / 4)
+
+
+class Encoder(nn.Module):
+    """x (B, *shape) [+ condition (B, K)] -> (B, out_dim)."""
+
+    def __init__(self, shape: tuple[int, ...], hidden: tuple[int, ...], out_dim: int,
+                 arch: str = "mlp", act: str = "relu", n_cond: int = 0) -> None:
+        super().__init__()
+        if arch not in ARCHS:
+            raise ValueError(f"arch={arch!r} is not known; allowed: {list(ARCHS)}")
+        if arch == "conv" and len(shape) != 3:
+            raise ValueError(f"arch='conv' needs image data (C, H, W); got example shape {shape}")
+        self.arch = arch
+        if arch == "conv":
+            gh, gw = _conv_grid(shape)
+            self.features = nn.Sequential(
+                nn.Conv2d(shape[0], 32, 3, stride=2, padding=1), activation(act),
+                nn.Conv2d(32, 64, 3, stride=2, padding=1), activation(act), nn.Flatten())
+            in_dim = 64 * gh * gw
+        else:
+            self.features = nn.Flatten()
+            in_dim = math.prod(shape)
+        self.head = mlp([in_dim + n_cond, *hidden, out_dim], act)
+
+    def forward(self, x: Tensor, cond: Tensor | None = None) -> Tensor:
+        h = self.features(x)  # (B, F)
+        if cond is not None:
+            h = torch.cat([h, cond], dim=-1)
+        return self.head(h)
+
+
+class Decoder(nn.Module):
+    """z (B, d) [+ condition (B, K)] -> (B, *shape) unconstrained outputs (logits or means)."""
+
+    def __init__(self, shape: tuple[int, ...], hidden: tuple[int, ...], in_dim: int,
+                 arch: str = "mlp", act: str = "relu", n_cond: int = 0) -> None:
+        super().__init__()
+        if arch not in ARCHS:
+            raise ValueError(f"arch={arch!r} is not known; allowed: {list(ARCHS)}")
+        self.shape = shape
+        self.arch = arch
+        if arch == "conv":
+            gh, gw = _conv_grid(shape)
+            self.grid = (64, gh, gw)
+            self.head = mlp([in_dim + n_cond, *reversed(hidden), 64 * gh * gw], act, final_act=True)
+            self.body = nn.Sequential(
+                nn.ConvTranspose2d(64, 32, 4, stride=2, padding=1), activation(act),
+                nn.ConvTranspose2d(32, shape[0], 4, stride=2, padding=1))
+        else:
+            self.head = mlp([in_dim + n_cond, *reversed(hidden), math.prod(shape)], act)
+
+    def forward(self, z: Tensor, cond: Tensor | None = None) -> Tensor:
+        if cond is not None:
+            z = torch.cat([z, cond], dim=-1)
+        h = self.head(z)
+        lead = z.shape[:-1]
+        if self.arch == "conv":
+            h = self.body(h.reshape(-1, *self.grid))  # (B', C, 4gh, 4gw)
+            h = h[:, :, : self.shape[1], : self.shape[2]]
+        return h.reshape(*lead, *self.shape)

@@ -1,0 +1,188 @@
+"""One readable training loop: Adam, any registered model, any objective, a run folder.
+
+It knows nothing about the model beyond the contract (``elbo_parts`` / ``log_weights`` via the
+objective). Non-finite steps are skipped and counted; too many in a row abort with a clear message,
+leaving the last good checkpoint in place.
+"""
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import checkpoint, objectives
+from .config import to_dict
+from .data import Dataset, batches, for_evaluation, info_dict
+from .distributions import get_likelihood
+from .models import LatentModel
+from .objectives import ObjectiveConfig
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 10          # passes over the training set
+    batch_size: int = 128     # examples per Adam step
+    lr: float = 1e-3          # Adam learning rate
+    seed: int = 0             # seeds weights, shuffling and dynamic binarization
+    device: str = "auto"      # auto (cuda > mps > cpu) or a torch device name
+    max_bad_steps: int = 20   # consecutive non-finite steps before giving up
+    grad_clip: float = 0.0    # max gradient norm (0: no clipping)
+    progress: bool = True     # show a progress bar
+
+    def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size", "max_bad_steps"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)} must be >= 1")
+        if not self.lr > 0:
+            raise ValueError(f"lr={self.lr} must be > 0")
+
+
+class TrainingDiverged(RuntimeError):
+    """Raised when the loss or gradients stay non-finite."""
+
+
+def pick_device(name: str = "auto") -> torch.device:
+    """cuda > mps > cpu when ``name`` is 'auto'."""
+    if name != "auto":
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def check_data_for_model(model: LatentModel, ds: Dataset) -> None:
+    """Boundary checks: shapes, labels for conditional models, [0, 1] for Bernoulli."""
+    model.check_input(ds.x[:1])
+    lik = getattr(model.config, "likelihood", None)
+    if lik and get_likelihood(lik).needs_unit_interval and (ds.x.min() < 0 or ds.x.max() > 1):
+        raise ValueError(f"likelihood={lik!r} needs data in [0, 1]; data {ds.info.name!r} spans "
+                         f"[{float(ds.x.min()):.3g}, {float(ds.x.max()):.3g}]: use likelihood='gaussian'")
+    if model.n_classes:
+        if ds.y is None:
+            raise ValueError(f"model {model.name!r} is conditional but data {ds.info.name!r} has no labels")
+        if int(ds.y.max()) >= model.n_classes:
+            raise ValueError(f"label {int(ds.y.max())} is out of range for n_classes={model.n_classes}")
+
+
+@torch.no_grad()
+def score(model: LatentModel, ds: Dataset, batch_size: int = 1000) -> dict[str, float]:
+    """Mean ELBO, recon, KL (nats/example, one posterior sample) and recon MSE per pixel on ``ds``."""
+    model.eval()
+    ds = for_evaluation(ds)
+    sums = {"elbo": 0.0, "recon": 0.0, "kl": 0.0, "mse": 0.0}
+    for xb, yb in batches(ds.x, ds.y, batch_size, shuffle=False, device=model.device):
+        recon, kl = model.elbo_parts(xb, yb)
+        kl = kl.sum(-1)
+        sums["recon"] += float(recon.sum())
+        sums["kl"] += float(kl.sum())
+        sums["elbo"] += float((recon - kl).sum())
+        sums["mse"] += float(((model.reconstruct(xb, yb) - xb) ** 2).flatten(1).mean(1).sum())
+    out = {k: v / len(ds) for k, v in sums.items()}
+    if not model.has_likelihood:
+        out = {"mse": out["mse"]}
+    return out
+
+
+def _log(run_dir: Path | None, row: dict[str, Any]) -> None:
+    if run_dir is not None:
+        with open(run_dir / checkpoint.METRICS, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+def fit(model: LatentModel, train: Dataset, val: Dataset | None = None,
+        objective: ObjectiveConfig = ObjectiveConfig(), cfg: TrainConfig = TrainConfig(),
+        run_dir: str | Path | None = None, resume: bool = False,
+        extra_config: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Train ``model`` in place; returns one metrics row per epoch (also in run_dir/metrics.jsonl)."""
+    check_data_for_model(model, train)
+    device = pick_device(cfg.device)
+    torch.manual_seed(cfg.seed)
+    model.to(device)
+    run = Path(run_dir) if run_dir is not None else None
+    if run is not None:
+        run.mkdir(parents=True, exist_ok=True)
+    meta = {"data": info_dict(train.info), "train": to_dict(cfg), "objective": to_dict(objective),
+            **(extra_config or {})}
+    if run is not None and not resume and (run / checkpoint.METRICS).exists():
+        (run / checkpoint.METRICS).unlink()
+
+    if not model.trainable:  # closed form (PCA)
+        model.fit_closed_form(train.x.to(device))
+        row = {"epoch": 1, **{f"val_{k}": v for k, v in (score(model, val) if val else {}).items()}}
+        _log(run, row)
+        if run is not None:
+            checkpoint.save_model(run, model, **meta)
+        return [row]
+
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    start, history = 0, []
+    if resume:
+        if run is None:
+            raise ValueError("resume=True needs a run_dir")
+        state = checkpoint.load_trainer(run)
+        model.load_state_dict(checkpoint.load(run, device).state_dict())
+        opt.load_state_dict(state["optimizer"])
+        gen.set_state(state["generator"])
+        start, history = int(state["epoch"]), checkpoint.read_metrics(run)
+
+    steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
+    bar = _progress(cfg.progress, total=(cfg.epochs - start) * steps_per_epoch, desc=model.name)
+    bad_in_a_row, skipped = 0, 0
+    for epoch in range(start, cfg.epochs):
+        model.train()
+        t0, sums, n_seen = time.perf_counter(), {"loss": 0.0, "elbo": 0.0, "recon": 0.0, "kl": 0.0}, 0
+        for i, (xb, yb) in enumerate(batches(train.x, train.y, cfg.batch_size, binarize=train.info.binarize,
+                                              generator=gen, device=device)):
+            terms = objectives.compute(model, xb, yb, objective, epoch + i / steps_per_epoch)
+            opt.zero_grad(set_to_none=True)
+            ok = bool(torch.isfinite(terms.loss))
+            if ok:
+                terms.loss.backward()
+                norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip or math.inf)
+                ok = bool(torch.isfinite(norm))
+            if not ok:
+                skipped, bad_in_a_row = skipped + 1, bad_in_a_row + 1
+                if bad_in_a_row >= cfg.max_bad_steps:
+                    raise TrainingDiverged(
+                        f"{bad_in_a_row} non-finite steps in a row at epoch {epoch + 1}: the loss or gradients "
+                        f"are NaN/Inf. Try a lower lr (now {cfg.lr}), grad_clip, or check the data; "
+                        "the last good checkpoint was kept.")
+                bar.update(1)
+                continue
+            bad_in_a_row = 0
+            opt.step()
+            b = len(xb)
+            n_seen += b
+            sums["loss"] += float(terms.loss.detach()) * b
+            for k in ("elbo", "recon", "kl"):
+                sums[k] += float(getattr(terms, k).detach().sum())
+            bar.update(1)
+        secs = time.perf_counter() - t0
+        row = {"epoch": epoch + 1, **{k: v / max(n_seen, 1) for k, v in sums.items()},
+               "skipped_steps": skipped, "seconds": secs, "examples_per_s": n_seen / secs}
+        if val is not None:
+            row.update({f"val_{k}": v for k, v in score(model, val).items()})
+        bar.set_postfix({k: f"{row[k]:.2f}" for k in ("loss", "val_elbo") if k in row})
+        history.append(row)
+        _log(run, row)
+        if run is not None:
+            checkpoint.save_model(run, model, **meta)
+            checkpoint.save_trainer(run, {"optimizer": opt.state_dict(), "generator": gen.get_state(),
+                                          "epoch": epoch + 1})
+    bar.close()
+    model.eval()
+    return history
+
+
+def _progress(enabled: bool, total: int, desc: str):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, disable=not enabled, leave=False, dynamic_ncols=True)
