@@ -1,7 +1,9 @@
-"""Objectives are functions of (model, x, y): the ELBO with beta, KL warm-up and free bits, and IWAE.
+"""Objectives are functions of (model, x, y): the ELBO and the IWAE bound, both with beta, KL warm-up
+and free bits, for every model with a likelihood (vae, cvae, hvae, ...).
 
-All values are per example in nats. ``elbo = recon - kl`` is always reported at beta = 1 (the true
-bound); the loss that is minimised applies beta, warm-up and free bits.
+All values are per example in nats. ``elbo`` is always reported at beta = 1 (the true bound; for iwae
+the k-sample bound); the loss that is minimised applies beta, warm-up and free bits. Free bits act per
+latent group: per dimension for the vae, per stochastic layer for the hvae.
 """
 from __future__ import annotations
 
@@ -10,6 +12,9 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
+from torch.distributions import Independent
+
+from .models import LatentModel
 
 OBJECTIVES = ("elbo", "iwae")
 
@@ -67,19 +72,60 @@ def log_mean_exp(a: Tensor, dim: int = 0) -> Tensor:
     return torch.logsumexp(a, dim) - math.log(a.shape[dim])
 
 
-def iwae(model, x: Tensor, y: Tensor | None = None, k: int = 5) -> Terms:
+def log_weight_parts(model, x: Tensor, y: Tensor | None = None, k: int = 1) -> tuple[Tensor, Tensor] | None:
+    """log p(x|z) (k, B) and the rate log q(z_g|.) - log p(z_g|.) per latent group (k, B, G).
+
+    A model may provide ``log_weight_parts`` (the hvae: one group per layer); a model using the base
+    ``log_weights`` with a diagonal-Gaussian q(z|x) and a factorised prior gets one group per dimension.
+    None when neither holds (then only ``model.log_weights`` is available)."""
+    if hasattr(model, "log_weight_parts"):
+        return model.log_weight_parts(x, y, k)
+    if type(model).log_weights is not LatentModel.log_weights or not model.has_likelihood:
+        return None
+    q = model.encode(x, y)
+    p = model.prior(x.shape[0])
+    if not (isinstance(q, Independent) and isinstance(p, Independent)
+            and q.reinterpreted_batch_ndims == 1 and p.reinterpreted_batch_ndims == 1):
+        return None
+    z = q.rsample((k,))                                  # (k, B, d), as in LatentModel.log_weights
+    yk = None if y is None else y.expand(k, *y.shape).reshape(-1)
+    px = model.decode(z.reshape(-1, z.shape[-1]), yk)
+    recon = px.log_prob(x.expand(k, *x.shape).reshape(-1, *x.shape[1:])).reshape(k, -1)
+    return recon, q.base_dist.log_prob(z) - p.base_dist.log_prob(z)
+
+
+def iwae(model, x: Tensor, y: Tensor | None = None, k: int = 5, beta: float = 1.0,
+         free_bits: float = 0.0) -> Terms:
     """IWAE bound (Burda et al.): log (1/k) sum_i p(x, z_i) / q(z_i|x); with k = 1 it is the ELBO.
 
-    recon / kl are the ELBO's terms on a fresh sample, for reporting."""
-    bound = log_mean_exp(model.log_weights(x, y, k), 0)  # (B,)
-    with torch.no_grad():
-        recon, kl_groups = model.elbo_parts(x, y)
-    kl = kl_groups.sum(-1)
-    return Terms(-bound.mean(), bound, recon, kl, kl_groups)
+    ``elbo`` is the true bound (beta = 1). The loss uses the tempered log-weights
+    log p(x|z) - sum_g c_g rate_g with c_g = beta, or 0 for a latent group whose batch-mean rate is
+    below ``free_bits`` (the gradient the ELBO's clamp gives). recon / kl / kl_groups report the means
+    over the same k samples (kl per group is then a Monte Carlo estimate)."""
+    parts = log_weight_parts(model, x, y, k)
+    if parts is None:  # a model with its own log_weights only: plain IWAE, ELBO terms for reporting
+        if beta != 1.0 or free_bits > 0:
+            raise ValueError(f"model {model.name!r} gives no per-group log-weights, so iwae needs beta=1 and "
+                             f"free_bits=0; got beta={beta}, free_bits={free_bits}")
+        bound = log_mean_exp(model.log_weights(x, y, k), 0)  # (B,)
+        with torch.no_grad():
+            recon, kl_groups = model.elbo_parts(x, y)
+        return Terms(-bound.mean(), bound, recon, kl_groups.sum(-1), kl_groups)
+    recon_k, rate = parts                                # (k, B), (k, B, G)
+    bound = log_mean_exp(recon_k - rate.sum(-1), 0)      # (B,)
+    if beta == 1.0 and free_bits <= 0:
+        loss = -bound.mean()
+    else:
+        c = torch.full(rate.shape[-1:], float(beta), device=rate.device)  # (G,)
+        if free_bits > 0:
+            c = torch.where(rate.detach().mean((0, 1)) < free_bits, torch.zeros_like(c), c)
+        loss = -log_mean_exp(recon_k - (rate * c).sum(-1), 0).mean()
+    kl_groups = rate.detach().mean(0)                    # (B, G)
+    return Terms(loss, bound, recon_k.detach().mean(0), kl_groups.sum(-1), kl_groups)
 
 
 def compute(model, x: Tensor, y: Tensor | None, cfg: ObjectiveConfig, epoch: float = math.inf) -> Terms:
     """The configured objective at (fractional) ``epoch``."""
     if cfg.kind == "iwae":
-        return iwae(model, x, y, cfg.k)
+        return iwae(model, x, y, cfg.k, kl_weight(cfg, epoch), cfg.free_bits)
     return elbo(model, x, y, kl_weight(cfg, epoch), cfg.free_bits)

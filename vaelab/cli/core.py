@@ -23,6 +23,7 @@ def train(
     model: str = typer.Option("vae", help="registered model: pca, ae, vae, cvae, ..."),
     data: str = typer.Option("digits", help="digits | mnist | swiss-roll | an image folder | a .npy/.npz file"),
     latent_dim: Optional[int] = typer.Option(None, help="size of z (model default when unset)"),
+    latent_dims: Optional[str] = typer.Option(None, help="hvae: size of each stochastic layer, bottom first, e.g. 64,32"),
     hidden: Optional[str] = typer.Option(None, help="hidden sizes, comma-separated, e.g. 512,256"),
     arch: Optional[str] = typer.Option(None, help="mlp | conv"),
     activation: Optional[str] = typer.Option(None, help="relu | tanh | elu | gelu | silu"),
@@ -35,7 +36,7 @@ def train(
     k: int = typer.Option(1, help="importance samples for --objective iwae"),
     beta: float = typer.Option(1.0, help="KL weight (beta-VAE)"),
     warmup: float = typer.Option(0.0, help="epochs of linear KL warm-up"),
-    free_bits: float = typer.Option(0.0, help="free nats per latent dimension"),
+    free_bits: float = typer.Option(0.0, help="free nats per latent group (dimension; layer for hvae)"),
     batch_size: int = typer.Option(128),
     lr: float = typer.Option(1e-3),
     epochs: int = typer.Option(10),
@@ -48,7 +49,8 @@ def train(
     progress: bool = typer.Option(True, help="show a progress bar"),
 ) -> None:
     """Train a model and write OUT/config.json, model.safetensors, metrics.jsonl."""
-    options = {"latent_dim": latent_dim, "hidden": parse_ints(hidden, "--hidden") if hidden else None,
+    options = {"latent_dim": latent_dim, "latent_dims": parse_ints(latent_dims, "--latent-dims") if latent_dims else None,
+               "hidden": parse_ints(hidden, "--hidden") if hidden else None,
                "arch": arch, "activation": activation, "likelihood": likelihood, "sigma": sigma, "loss": loss}
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device, progress=progress)
     obj = ObjectiveConfig(kind=objective, k=k, beta=beta, warmup=warmup, free_bits=free_bits)

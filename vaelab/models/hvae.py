@@ -1,0 +1,280 @@
+"""A hierarchical VAE with T Gaussian stochastic layers (Burda et al. 2015; LVAE, Sonderby et al. 2016).
+
+Generative chain p(x|z1) p(z1|z2) ... p(z_{T-1}|z_T) p(z_T), p(z_T) = N(0, I); every conditional is a
+diagonal Gaussian from an MLP, p(x|z1) comes from the likelihood table like the VAE's.
+
+Inference (config ``inference``):
+- ``top-down`` (default; ladder style as in LVAE/NVAE): a deterministic bottom-up pass d_1 ... d_T over x,
+  then z_T ~ q(z_T|d_T) and, going down, q(z_i|z_{i+1}, x) = the precision-weighted product of the
+  bottom-up estimate N(mu_hat_i(d_i), var_hat_i) and the generator's own p(z_i|z_{i+1}) (LVAE eq. 17).
+  The KL of every layer is in closed form given the sampled layer above: KL(q(z_i|.) || p(z_i|z_{i+1})).
+- ``bottom-up`` (as in the lecture and Burda et al.): q(z1|x) q(z2|z1) ... q(z_T|z_{T-1}). The top
+  layer's KL vs N(0, I) is in closed form; a lower layer's "KL" is the single-sample estimate
+  log q(z_i|z_{i-1}) - log p(z_i|z_{i+1}) (no closed form exists: z_{i+1} is drawn from z_i), which can
+  be negative for one example; the layers still sum to a single-sample estimate of the total KL.
+
+z as one vector: ``latent_dim`` is sum(latent_dims) and every code is the concatenation [z1, ..., z_T]
+(bottom first). ``encode`` returns a diagonal Gaussian over it built along the chain of posterior means
+(a mean-field summary for plots, transform and active units; the objectives use ``elbo_parts`` /
+``log_weight_parts``, which sample the real chain). ``decode`` reads z1 from the concatenation.
+``prior(n)`` is the whole chain over the concatenation (ancestral ``sample``, chain ``log_prob``);
+``top_prior(n)`` is p(z_T) = N(0, I).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import Distribution, Independent
+
+from ..distributions import diag_gaussian, get_likelihood, kl_per_dim, likelihood, standard_normal
+from ..nn import Decoder, Encoder, activation, mlp
+from .base import LatentModel, register
+
+INFERENCE = ("top-down", "bottom-up")
+
+
+@dataclass(frozen=True)
+class HVAEConfig:
+    input_shape: tuple[int, ...]                 # shape of one example, e.g. (1, 28, 28)
+    latent_dims: tuple[int, ...] = (16, 8)       # size of each stochastic layer, bottom (z1) first
+    hidden: tuple[tuple[int, ...], ...] = ((256,),)  # MLP sizes per stochastic layer (one entry: shared)
+    activation: str = "relu"                     # relu | tanh | elu | gelu | silu
+    likelihood: str = "bernoulli"                # bernoulli | gaussian | gaussian-learned | laplace
+    sigma: float = 0.1                           # decoder scale for gaussian/laplace
+    inference: str = "top-down"                  # top-down (ladder) | bottom-up (Markov chain)
+    n_classes: int = 0                           # must be 0: the hvae is unconditional
+
+    def __post_init__(self) -> None:
+        # A flat tuple of sizes (the CLI's --hidden 200,200) is one spec shared by every layer.
+        hidden = self.hidden
+        if all(isinstance(v, int) for v in hidden):
+            hidden = (tuple(hidden),)
+        object.__setattr__(self, "hidden", tuple(tuple(int(v) for v in spec) for spec in hidden))
+        object.__setattr__(self, "latent_dims", tuple(int(d) for d in self.latent_dims))
+
+    @property
+    def latent_dim(self) -> int:
+        """Size of the concatenated code [z1, ..., z_T]."""
+        return sum(self.latent_dims)
+
+    def layer_hidden(self, i: int) -> tuple[int, ...]:
+        """Hidden sizes between stochastic layer i (0 = z1) and the layer below it (x for i = 0)."""
+        return self.hidden[0] if len(self.hidden) == 1 else self.hidden[i]
+
+
+def _check(c: HVAEConfig) -> None:
+    if not c.latent_dims or any(d < 1 for d in c.latent_dims):
+        raise ValueError(f"latent_dims={c.latent_dims} must list one size >= 1 per stochastic layer, "
+                         "bottom first, e.g. (64, 32)")
+    if len(c.hidden) not in (1, len(c.latent_dims)):
+        raise ValueError(f"hidden={c.hidden} has {len(c.hidden)} entries; allowed: 1 (shared) or one per "
+                         f"stochastic layer ({len(c.latent_dims)} for latent_dims={c.latent_dims})")
+    if any(h < 1 for spec in c.hidden for h in spec):
+        raise ValueError(f"hidden={c.hidden} sizes must be >= 1")
+    if c.inference not in INFERENCE:
+        raise ValueError(f"inference={c.inference!r} is not known; allowed: {list(INFERENCE)}")
+    if c.inference == "top-down" and any(not spec for spec in c.hidden):
+        raise ValueError(f"inference='top-down' needs at least one hidden layer per stochastic layer "
+                         f"(its deterministic bottom-up path); got hidden={c.hidden}")
+    if c.n_classes != 0:
+        raise ValueError(f"n_classes={c.n_classes}: the hvae is unconditional; allowed: 0 (use model 'cvae' "
+                         "for a conditional VAE)")
+    if c.sigma <= 0:
+        raise ValueError(f"sigma={c.sigma} must be > 0")
+    get_likelihood(c.likelihood)
+    activation(c.activation)
+
+
+def _gaussian(h: Tensor) -> tuple[Tensor, Tensor]:
+    mu, logvar = h.chunk(2, dim=-1)
+    return mu, logvar
+
+
+@register("hvae", HVAEConfig)
+class HierarchicalVAE(LatentModel):
+    def __init__(self, config: HVAEConfig) -> None:
+        _check(config)
+        super().__init__(config)
+        c, dims, act = config, config.latent_dims, config.activation
+        hid = [c.layer_hidden(i) for i in range(len(dims))]
+        # generator: p(x|z1) and p(z_i|z_{i+1}) for i = 1..T-1 (p_nets[i] maps z_{i+1} -> (mu, logvar) of z_i)
+        self.decoder = Decoder(c.input_shape, hid[0], dims[0], "mlp", act)
+        self.p_nets = nn.ModuleList(mlp([dims[i + 1], *reversed(hid[i + 1]), 2 * dims[i]], act)
+                                    for i in range(len(dims) - 1))
+        if c.inference == "bottom-up":  # q(z1|x) (named like the VAE's, so T=1 weights map 1:1) and q(z_{i+1}|z_i)
+            self.encoder = Encoder(c.input_shape, hid[0], 2 * dims[0], "mlp", act)
+            self.q_nets = nn.ModuleList(mlp([dims[i], *hid[i + 1], 2 * dims[i + 1]], act)
+                                        for i in range(len(dims) - 1))
+        else:  # deterministic bottom-up path d_i and the heads giving (mu_hat_i, logvar_hat_i)
+            widths = [math.prod(c.input_shape)] + [h[-1] for h in hid]
+            self.up = nn.ModuleList(mlp([widths[i], *hid[i]], act, final_act=True) for i in range(len(dims)))
+            self.q_heads = nn.ModuleList(nn.Linear(hid[i][-1], 2 * dims[i]) for i in range(len(dims)))
+        log_sigma = torch.full(c.input_shape, math.log(c.sigma))
+        if get_likelihood(c.likelihood).learned_scale:
+            self.log_sigma = nn.Parameter(log_sigma)
+        else:
+            self.register_buffer("log_sigma", torch.tensor(math.log(c.sigma)))
+
+    @property
+    def latent_dims(self) -> tuple[int, ...]:
+        return self.config.latent_dims
+
+    # -- generator pieces -----------------------------------------------------------------------------
+    def p_layer(self, i: int, z_above: Tensor) -> tuple[Tensor, Tensor]:
+        """(mu, logvar) of p(z_i | z_{i+1}) for layer i (0-based, i < T-1): (..., d_i) each."""
+        return _gaussian(self.p_nets[i](z_above))
+
+    def top_prior(self, n: int) -> Independent:
+        """p(z_T) = N(0, I), batch shape (n,)."""
+        return standard_normal((n, self.latent_dims[-1]), self.device)
+
+    def prior(self, n: int, temperature: float = 1.0) -> Distribution:
+        """The whole generative chain over [z1, ..., z_T], batch shape (n,), event (latent_dim,)."""
+        return HierarchicalPrior(self, n, temperature)
+
+    def decode(self, z: Tensor, y: Tensor | None = None) -> Distribution:
+        """p(x|z1) from the concatenated code z (..., latent_dim)."""
+        if z.shape[-1] != self.latent_dim:
+            raise ValueError(f"z has size {z.shape[-1]}; hvae decodes the concatenation [z1, ..., z_T] of size "
+                             f"{self.latent_dim} (latent_dims={self.latent_dims})")
+        return self._px(z[..., : self.latent_dims[0]])
+
+    def _px(self, z1: Tensor) -> Distribution:
+        """p(x|z1) from the bottom layer alone (..., d_1): event shape input_shape."""
+        out = self.decoder(z1)                                      # (..., *shape)
+        return likelihood(self.config.likelihood, out, self.log_sigma, len(self.input_shape))
+
+    # -- inference ------------------------------------------------------------------------------------
+    def _bottom_up(self, x: Tensor) -> list[tuple[Tensor, Tensor]]:
+        """Top-down inference's deterministic pass: (mu_hat_i, logvar_hat_i) per layer, (B, d_i) each."""
+        h, out = x.flatten(1), []
+        for up, head in zip(self.up, self.q_heads):
+            h = up(h)
+            out.append(_gaussian(head(h)))
+        return out
+
+    @staticmethod
+    def _combine(hat: tuple[Tensor, Tensor], prior: tuple[Tensor, Tensor]) -> tuple[Tensor, Tensor]:
+        """LVAE precision weighting: N(mu_hat, v_hat) * N(mu_p, v_p), normalised."""
+        (mu_h, lv_h), (mu_p, lv_p) = hat, prior
+        w = torch.sigmoid(lv_p - lv_h)                  # = (1/v_hat) / (1/v_hat + 1/v_p)
+        return w * mu_h + (1 - w) * mu_p, -torch.logaddexp(-lv_h, -lv_p)
+
+    def _chain(self, x: Tensor, k: int) -> list[tuple[Tensor, Independent, Independent]]:
+        """Sample the posterior chain k times: per layer (bottom first) (z_i (k, B, d_i), q_i, p_i).
+
+        q_i / p_i are the conditional Gaussians the sample was drawn from / is scored under
+        (p_T = N(0, I)); their batch shapes broadcast against (k, B)."""
+        T = len(self.latent_dims)
+        if self.config.inference == "bottom-up":
+            q = diag_gaussian(*_gaussian(self.encoder(x)))  # batch (B,)
+            zs, qs = [q.rsample((k,))], [q]                 # (k, B, d_1)
+            for net in self.q_nets:
+                q = diag_gaussian(*_gaussian(net(zs[-1])))  # batch (k, B)
+                zs.append(q.rsample())
+                qs.append(q)
+            ps = [diag_gaussian(*self.p_layer(i, zs[i + 1])) for i in range(T - 1)]
+        else:
+            hats = self._bottom_up(x)
+            q = diag_gaussian(*hats[-1])
+            zs, qs, ps = [q.rsample((k,))], [q], []
+            for i in reversed(range(T - 1)):
+                p_params = self.p_layer(i, zs[0])             # (k, B, d_i) each
+                q = diag_gaussian(*self._combine(hats[i], p_params))
+                zs.insert(0, q.rsample())
+                qs.insert(0, q)
+                ps.insert(0, diag_gaussian(*p_params))
+        ps.append(self.top_prior(x.shape[0]))
+        return list(zip(zs, qs, ps))
+
+    def encode(self, x: Tensor, y: Tensor | None = None) -> Distribution:
+        """Mean-field summary of q over [z1, ..., z_T]: every layer's Gaussian along the chain of means."""
+        self.condition(y, len(x))
+        T = len(self.latent_dims)
+        if self.config.inference == "bottom-up":
+            layers = [_gaussian(self.encoder(x))]
+            for net in self.q_nets:
+                layers.append(_gaussian(net(layers[-1][0])))
+        else:
+            hats = self._bottom_up(x)
+            layers = [hats[-1]]
+            for i in reversed(range(T - 1)):
+                layers.insert(0, self._combine(hats[i], self.p_layer(i, layers[0][0])))
+        mu = torch.cat([m for m, _ in layers], -1)          # (B, latent_dim)
+        logvar = torch.cat([lv for _, lv in layers], -1)
+        return diag_gaussian(mu, logvar)
+
+    # -- objectives' inputs ---------------------------------------------------------------------------
+    def elbo_parts(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """One-sample log p(x|z1) (B,) and the KL of each layer (B, T), bottom first.
+
+        top-down: every layer in closed form given the sampled layer above. bottom-up: the top layer in
+        closed form (vs N(0, I)), lower layers single-sample log q(z_i|z_{i-1}) - log p(z_i|z_{i+1})."""
+        x = self.check_input(x)
+        self.condition(y, len(x))
+        chain = self._chain(x, 1)
+        recon = self._px(chain[0][0]).log_prob(x)[0]                 # (B,)
+        kls = []
+        for i, (z, q, p) in enumerate(chain):
+            closed = self.config.inference == "top-down" or i == len(chain) - 1
+            kl = kl_per_dim(q, p).sum(-1) if closed else q.log_prob(z) - p.log_prob(z)
+            kls.append(kl.expand(1, x.shape[0])[0])                 # (B,)
+        return recon, torch.stack(kls, -1)                          # (B,), (B, T)
+
+    def log_weight_parts(self, x: Tensor, y: Tensor | None = None, k: int = 1) -> tuple[Tensor, Tensor]:
+        """For k posterior samples: log p(x|z1) (k, B) and log q(z_i|.) - log p(z_i|.) per layer (k, B, T)."""
+        x = self.check_input(x)
+        self.condition(y, len(x))
+        chain = self._chain(x, k)
+        recon = self._px(chain[0][0]).log_prob(x)                    # (k, B)
+        rate = torch.stack([q.log_prob(z) - p.log_prob(z) for z, q, p in chain], -1)  # (k, B, T)
+        return recon, rate
+
+    def log_weights(self, x: Tensor, y: Tensor | None = None, k: int = 1) -> Tensor:
+        """log p(x, z_1..T) - log q(z_1..T | x) for k samples of the chain: (k, B)."""
+        recon, rate = self.log_weight_parts(x, y, k)
+        return recon - rate.sum(-1)
+
+    # -- generation -----------------------------------------------------------------------------------
+    @torch.no_grad()
+    def sample(self, n: int, y: Tensor | int | None = None, temperature: float = 1.0) -> Tensor:
+        """Ancestral top-down samples, every layer's std scaled by ``temperature``: (n, *input_shape)."""
+        if n < 1:
+            raise ValueError(f"n={n} must be >= 1")
+        if temperature <= 0:
+            raise ValueError(f"temperature={temperature} must be > 0")
+        z = self.prior(n, temperature).sample()                     # (n, latent_dim)
+        return self.decode(z).mean
+
+
+class HierarchicalPrior(Distribution):
+    """p(z_T) prod_i p(z_i|z_{i+1}) over [z1, ..., z_T]; ``temperature`` scales every layer's std."""
+
+    arg_constraints: dict = {}
+    has_rsample = True
+
+    def __init__(self, model: HierarchicalVAE, n: int, temperature: float = 1.0) -> None:
+        self.model, self.temperature = model, float(temperature)
+        super().__init__(torch.Size((n,)), torch.Size((model.latent_dim,)), validate_args=False)
+
+    def rsample(self, sample_shape: torch.Size = torch.Size()) -> Tensor:
+        m, t = self.model, self.temperature
+        lead = torch.Size(sample_shape) + self.batch_shape
+        zs = [t * torch.randn(*lead, m.latent_dims[-1], device=m.device)]  # z_T
+        for i in reversed(range(len(m.latent_dims) - 1)):
+            mu, logvar = m.p_layer(i, zs[0])
+            zs.insert(0, mu + t * (0.5 * logvar).exp() * torch.randn_like(mu))
+        return torch.cat(zs, -1)                                       # (*lead, latent_dim)
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        m, t = self.model, self.temperature
+        zs = value.split(list(m.latent_dims), -1)
+        top = zs[-1]
+        lp = diag_gaussian(torch.zeros_like(top), torch.full_like(top, 2 * math.log(t))).log_prob(top)
+        for i in range(len(zs) - 1):
+            mu, logvar = m.p_layer(i, zs[i + 1])
+            lp = lp + diag_gaussian(mu, logvar + 2 * math.log(t)).log_prob(zs[i])
+        return lp                                                      # value.shape[:-1]
