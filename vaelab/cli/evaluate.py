@@ -1,0 +1,66 @@
+"""vaelab eval: test-set NLL, ELBO terms, bits/dim, active units, probe accuracy, FD_vaelab -> RUN/eval.json."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+
+from .. import checkpoint
+from ..config import save_json
+from ..data import load_from_info
+from ..evaluate import evaluate
+from ..train import pick_device
+from . import app
+from .common import friendly, parse_ints
+
+EVAL_JSON = "eval.json"
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """Two aligned columns, one row per number (lists shortened)."""
+    rows = []
+    for key, value in result.items():
+        if isinstance(value, float):
+            text = f"{value:.4f}"
+        elif isinstance(value, list):
+            text = "[" + ", ".join(f"{v:.3g}" for v in value[:8]) + (", ...]" if len(value) > 8 else "]")
+        elif isinstance(value, dict):
+            text = ", ".join(f"{k}: {v:.3f}" for k, v in value.items())
+        else:
+            text = "-" if value is None else str(value)
+        rows.append((key, text))
+    width = max(len(k) for k, _ in rows)
+    return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
+
+
+@app.command(name="eval")
+@friendly
+def eval_run(
+    run: Path = typer.Argument(..., help="run folder (from vaelab train)"),
+    iw_samples: int = typer.Option(1000, help="importance samples K per test example for the NLL"),
+    data_dir: Optional[Path] = typer.Option(None, help="where mnist/ lives (else $VAELAB_DATA_DIR)"),
+    batch_size: Optional[int] = typer.Option(None, help="test examples per NLL batch (default: about 4096 / chunk)"),
+    chunk: Optional[int] = typer.Option(None, help="importance samples per decoder call (default 256)"),
+    seed: int = typer.Option(0, help="seeds the importance samples, generated samples and probe subsample"),
+    max_examples: Optional[int] = typer.Option(None, help="score only the first N test examples"),
+    curve: bool = typer.Option(False, help="also report the IWAE_k curve (iwae_curve in eval.json)"),
+    curve_ks: str = typer.Option("1,5,50,500", help="k values for --curve"),
+    fd: bool = typer.Option(True, help="compute FD_vaelab (image data with labels only)"),
+    cache_dir: Optional[Path] = typer.Option(None, help="feature-net cache root (else $VAELAB_DATA_DIR or ~/.cache/vaelab)"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda | mps"),
+    progress: bool = typer.Option(True, help="show a progress bar for the NLL"),
+) -> None:
+    """Score a run on its test split; write RUN/eval.json and print a table."""
+    if iw_samples < 1:
+        raise ValueError(f"--iw-samples {iw_samples} must be >= 1")
+    cfg = checkpoint.read_config(run)
+    model = checkpoint.load(run, pick_device(device))
+    test = load_from_info(cfg["data"], "test", data_dir)
+    train = load_from_info(cfg["data"], "train", data_dir) if test.y is not None else None
+    result = evaluate(model, test, train, iw_samples, batch_size=batch_size, chunk=chunk, seed=seed,
+                      max_examples=max_examples, curve=parse_ints(curve_ks, "--curve-ks") if curve else None,
+                      fd=fd, cache_dir=cache_dir, progress=progress)
+    save_json(Path(run) / EVAL_JSON, result)
+    typer.echo(format_table(result))
+    typer.echo(f"wrote {Path(run) / EVAL_JSON}")

@@ -1,0 +1,181 @@
+"""FD_vaelab: a Fréchet distance in the feature space of a small classifier vaelab trains itself.
+
+This is NOT the Inception FID. Inception features are meaningless on 8x8 digits or 28x28 MNIST and
+need a download; instead vaelab trains a small MLP classifier (D -> 256 -> 128 -> classes, ReLU) once
+per dataset on its TRAIN split and measures the Fréchet distance between Gaussians fitted to the
+128-d penultimate-layer features of real test images and of generated samples:
+
+    FD = |mu_r - mu_g|^2 + Tr(S_r + S_g - 2 (S_r S_g)^(1/2))
+
+Numbers are comparable only between models scored with the same feature net (same dataset, same
+cache entry; eval.json records it as ``fd_features``), never with published FID values.
+
+The trained net is cached as ``<root>/features/<dataset>-<hash>.safetensors`` plus a ``.json`` with its
+settings, where root is ``cache_dir``, else ``$VAELAB_DATA_DIR``, else ``~/.cache/vaelab``. The hash
+covers the dataset info, a digest of the training data and the net's settings, so changed data or
+settings train a new net. Weights are read with safetensors (nothing is unpickled).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .data import Dataset
+
+TRAIN_COUNT = 0  # how many feature nets this process has trained (the cache tests read it)
+
+
+@dataclass(frozen=True)
+class FeatureNetConfig:
+    hidden: tuple[int, ...] = (256, 128)  # the last size is the feature dimension
+    steps: int = 1000                     # Adam steps, as whole epochs: 2 <= epochs <= max_epochs
+    max_epochs: int = 30
+    batch_size: int = 256
+    lr: float = 1e-3
+    seed: int = 0
+    version: int = 1                      # bump to invalidate every cached net
+
+
+class FeatureNet(nn.Module):
+    """x (B, *shape) -> logits (B, classes); ``features`` gives the penultimate layer (B, hidden[-1])."""
+
+    def __init__(self, dim: int, n_classes: int, hidden: tuple[int, ...] = (256, 128)) -> None:
+        super().__init__()
+        sizes = [dim, *hidden]
+        layers: list[nn.Module] = [nn.Flatten()]
+        for a, b in zip(sizes[:-1], sizes[1:]):
+            layers += [nn.Linear(a, b), nn.ReLU()]
+        self.body = nn.Sequential(*layers)
+        self.out = nn.Linear(sizes[-1], n_classes)
+
+    def features(self, x: Tensor) -> Tensor:
+        return self.body(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.out(self.body(x))
+
+
+def cache_root(cache_dir: str | Path | None = None) -> Path:
+    """``cache_dir``, else ``$VAELAB_DATA_DIR``, else ``~/.cache/vaelab``."""
+    if cache_dir is not None:
+        return Path(cache_dir)
+    env = os.environ.get("VAELAB_DATA_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "vaelab"
+
+
+def _key(train: Dataset, cfg: FeatureNetConfig) -> tuple[str, dict]:
+    info = train.info
+    digest = hashlib.sha256(train.x.detach().cpu().contiguous().numpy().tobytes())
+    digest.update(train.y.detach().cpu().numpy().astype(np.int64).tobytes())
+    settings = {"dataset": info.name, "shape": list(info.shape), "n_classes": info.n_classes,
+                "binarize": info.binarize, "size": info.size, "n_train": len(train),
+                "data_sha256": digest.hexdigest(), "net": {**asdict(cfg), "hidden": list(cfg.hidden)}}
+    h = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", Path(info.name).name or "data")[:40]
+    return f"{stem}-{h}", settings
+
+
+def _train(net: FeatureNet, train: Dataset, cfg: FeatureNetConfig) -> float:
+    """Adam on cross-entropy; returns the final training accuracy."""
+    global TRAIN_COUNT
+    gen = torch.Generator().manual_seed(cfg.seed)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    x, y = train.x, train.y
+    per_epoch = math.ceil(len(x) / cfg.batch_size)
+    epochs = min(cfg.max_epochs, max(2, math.ceil(cfg.steps / per_epoch)))
+    net.train()
+    for _ in range(epochs):
+        order = torch.randperm(len(x), generator=gen)
+        for i in range(0, len(x), cfg.batch_size):
+            idx = order[i:i + cfg.batch_size]
+            xb = x[idx]
+            if train.info.binarize == "dynamic":
+                xb = torch.bernoulli(xb, generator=gen)
+            loss = nn.functional.cross_entropy(net(xb), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    net.eval()
+    TRAIN_COUNT += 1
+    return accuracy(net, train)
+
+
+@torch.inference_mode()
+def accuracy(net: FeatureNet, ds: Dataset, batch_size: int = 2000) -> float:
+    hits = sum(int((net(ds.x[i:i + batch_size]).argmax(1) == ds.y[i:i + batch_size]).sum())
+               for i in range(0, len(ds), batch_size))
+    return hits / len(ds)
+
+
+def feature_net(train: Dataset, cache_dir: str | Path | None = None,
+                cfg: FeatureNetConfig = FeatureNetConfig()) -> tuple[FeatureNet, str]:
+    """The cached feature classifier for ``train``'s dataset (trained on first use); and its cache name."""
+    if train.y is None or not train.info.n_classes:
+        raise ValueError(f"FD_vaelab needs labelled data to train its feature classifier; "
+                         f"data {train.info.name!r} has no labels")
+    name, settings = _key(train, cfg)
+    folder = cache_root(cache_dir) / "features"
+    weights, meta = folder / f"{name}.safetensors", folder / f"{name}.json"
+    net = FeatureNet(train.info.dim, train.info.n_classes, cfg.hidden)
+    if weights.exists() and meta.exists():
+        from safetensors.torch import load_file
+
+        try:
+            net.load_state_dict(load_file(str(weights)), strict=True)
+            return net.eval(), name
+        except Exception:  # noqa: BLE001  (a corrupted cache entry is retrained and overwritten)
+            pass
+    torch.manual_seed(cfg.seed)
+    net = FeatureNet(train.info.dim, train.info.n_classes, cfg.hidden)
+    train_acc = _train(net, train, cfg)
+    _save(net, weights, meta, {**settings, "train_accuracy": train_acc,
+                               "what": "FD_vaelab feature classifier (not Inception)"})
+    return net, name
+
+
+def _save(net: FeatureNet, weights: Path, meta: Path, settings: dict) -> None:
+    from safetensors.torch import save_file
+
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    tmp = weights.with_name(weights.name + f".{os.getpid()}.tmp")
+    save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, str(tmp))
+    os.replace(tmp, weights)
+    tmp_meta = meta.with_name(meta.name + f".{os.getpid()}.tmp")
+    tmp_meta.write_text(json.dumps(settings, indent=2) + "\n")
+    os.replace(tmp_meta, meta)
+
+
+@torch.inference_mode()
+def features(net: FeatureNet, x: Tensor, batch_size: int = 2000) -> np.ndarray:
+    """Penultimate-layer features of ``x`` (N, *shape) on the CPU: (N, hidden[-1]) float64."""
+    x = x.detach().cpu().float()
+    return torch.cat([net.features(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]).double().numpy()
+
+
+def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Fréchet distance between Gaussians fitted to feature sets a (N, F) and b (M, F)."""
+    from scipy import linalg
+
+    if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or len(a) < 2 or len(b) < 2:
+        raise ValueError(f"frechet_distance needs two (N>=2, F) arrays with the same F; got {a.shape}, {b.shape}")
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    s_a, s_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    with warnings.catch_warnings():  # dead ReLU features make the product singular: handled below
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        covmean = linalg.sqrtm(s_a @ s_b)
+        if not np.isfinite(covmean).all():  # nudge both diagonals (as pytorch-fid does)
+            off = np.eye(len(s_a)) * 1e-6
+            covmean = linalg.sqrtm((s_a + off) @ (s_b + off))
+    covmean = np.real(covmean)
+    fd = float(((mu_a - mu_b) ** 2).sum() + np.trace(s_a) + np.trace(s_b) - 2 * np.trace(covmean))
+    return max(fd, 0.0)
