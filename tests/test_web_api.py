@@ -1,0 +1,335 @@
+"""The explorer's JSON API (vaelab/web) on tiny digits runs: every endpoint, every malformed input."""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+pytest.importorskip("fastapi")
+from conftest import DIGITS_RUNS, contract_params  # noqa: E402
+from fastapi.testclient import TestClient  # noqa: E402
+from typer.testing import CliRunner  # noqa: E402
+
+from vaelab import checkpoint  # noqa: E402
+from vaelab.data import info_dict, load_dataset  # noqa: E402
+from vaelab.models import build_model  # noqa: E402
+from vaelab.web import create_app  # noqa: E402
+
+# the shared trained runs plus two random-init ones: d = 5 (PCA map) and d = 1 (a line)
+EXTRA = {"vae-d5": ("vae", 5), "ae-d1": ("ae", 1)}
+NAMES = list(DIGITS_RUNS) + list(EXTRA)
+
+
+@pytest.fixture(scope="module")
+def runs(digits_runs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    out = dict(digits_runs)
+    info = info_dict(load_dataset("digits", "test").info)
+    for key, (name, d) in EXTRA.items():
+        torch.manual_seed(0)
+        model = build_model(name, **{**contract_params(name), "latent_dim": d})
+        out[key] = checkpoint.save_model(tmp_path_factory.mktemp(key), model, data=info)
+    return out
+
+
+@pytest.fixture(scope="module")
+def clients(runs: dict[str, Path]) -> dict[str, TestClient]:
+    return {key: TestClient(create_app(path)) for key, path in runs.items()}
+
+
+@pytest.fixture(scope="module")
+def test_set():
+    return load_dataset("digits", "test")
+
+
+def png(entry: dict) -> np.ndarray:
+    """A base64 PNG from the API -> uint8 array (H, W)."""
+    return np.asarray(Image.open(io.BytesIO(base64.b64decode(entry["image"]))))
+
+
+def expected_png(x: torch.Tensor) -> np.ndarray:
+    """What the API should send for one decoded mean (1, H, W): rounded 8-bit grey pixels."""
+    return (x.clamp(0, 1)[0].numpy() * 255).round().astype(np.uint8)
+
+
+def explorer(client: TestClient):
+    return client.app.state.explorer
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_info_map_is_the_projected_test_means(name: str, clients, runs, test_set) -> None:
+    client = clients[name]
+    info = client.get("/api/info").json()
+    model = checkpoint.load(runs[name])
+    assert info["model"] == checkpoint.read_config(runs[name])["model"]
+    assert info["latent_dim"] == model.latent_dim and info["n_classes"] == model.n_classes
+    assert info["input_shape"] == [1, 8, 8] and info["class_names"] == [str(i) for i in range(10)]
+    n = len(test_set)
+    points = np.array(info["map"]["points"])
+    assert points.shape == (n, 2) and info["map"]["labels"] == test_set.y.tolist()
+    y = test_set.y if model.n_classes else None
+    with torch.no_grad():
+        means = model.encode(test_set.x, y).mean.numpy().astype(np.float64)      # (n, d)
+    proj = info["map"]["projection"]
+    if model.latent_dim == 2:
+        assert proj["kind"] == "identity"
+        np.testing.assert_allclose(points, means, atol=2e-4)
+    elif model.latent_dim == 1:
+        np.testing.assert_allclose(points[:, 0], means[:, 0], atol=2e-4)
+        assert np.all(points[:, 1] == 0)
+    else:
+        from sklearn.decomposition import PCA
+
+        assert proj["kind"] == "pca" and 0 < sum(proj["explained_variance_ratio"]) <= 1 + 1e-9
+        ref = PCA(2).fit_transform(means)
+        for k in range(2):  # principal axes are defined up to sign
+            sign = np.sign(ref[:, k] @ points[:, k])
+            np.testing.assert_allclose(points[:, k], sign * ref[:, k], atol=1e-3)
+    rows = checkpoint.read_metrics(runs[name])
+    if rows:
+        assert info["metrics"]["source"] == "metrics.jsonl"
+        assert info["metrics"]["values"] == pytest.approx(rows[-1])
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_decode_matches_the_model_and_map_round_trips(name: str, clients, runs) -> None:
+    client, model = clients[name], checkpoint.load(runs[name])
+    proj = client.get("/api/info").json()["map"]["projection"]
+    y = 3 if model.n_classes else None
+    images = []
+    for uv in ([0.5, -0.25], [-1.5, 1.0]):
+        # a map point -> z by the inverse projection (what the page does), decoded by the server
+        z = (np.array(uv) @ np.array(proj["components"]) + np.array(proj["mean"])).tolist()
+        body = {"z": z, **({"y": y} if y is not None else {})}
+        out = client.post("/api/decode", json=body).json()
+        assert out["shape"] == [1, 8, 8]
+        if model.latent_dim >= 2:
+            np.testing.assert_allclose(out["map"], uv, atol=1e-6)
+        with torch.no_grad():
+            ref = model.decode(torch.tensor([z], dtype=torch.float32), None if y is None else torch.tensor([y])).mean
+        got = png(out)
+        assert got.shape == (8, 8)
+        assert np.abs(got.astype(int) - expected_png(ref[0]).astype(int)).max() <= 1
+        images.append(got)
+    assert not np.array_equal(images[0], images[1]), "two distant map points decoded to the same image"
+
+
+def test_decode_uses_the_chosen_class(clients) -> None:
+    client = clients["cvae"]
+    a = png(client.post("/api/decode", json={"z": [0.0, 0.0], "y": 1}).json())
+    b = png(client.post("/api/decode", json={"z": [0.0, 0.0], "y": 8}).json())
+    assert not np.array_equal(a, b)
+
+
+def test_decode_runs_under_inference_mode(clients, monkeypatch) -> None:
+    model = explorer(clients["vae"]).model
+    seen = []
+    original = model.decode
+
+    def spy(z, y=None):
+        seen.append(torch.is_inference_mode_enabled())
+        return original(z, y)
+
+    monkeypatch.setattr(model, "decode", spy)
+    assert clients["vae"].post("/api/decode", json={"z": [0.1, 0.2]}).status_code == 200
+    assert seen == [True]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_encode_index_and_pixels_agree(name: str, clients, test_set) -> None:
+    client = clients[name]
+    info = client.get("/api/info").json()
+    k = 7
+    by_index = client.post("/api/encode", json={"index": k}).json()
+    assert by_index["label"] == int(test_set.y[k])
+    np.testing.assert_allclose(by_index["map"], info["map"]["points"][k], atol=1e-3)
+    assert np.array_equal(png(by_index["original"]), expected_png(test_set.x[k]))
+    body = {"x": test_set.x[k].flatten().tolist()}
+    if info["n_classes"]:
+        body["y"] = int(test_set.y[k])
+    by_pixels = client.post("/api/encode", json=body).json()
+    np.testing.assert_allclose(by_pixels["z"], by_index["z"], atol=1e-5)
+    assert len(by_pixels["z"]) == info["latent_dim"]
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_sample_at_low_temperature_is_the_decoded_origin(name: str, clients) -> None:
+    client = clients[name]
+    d, cond = explorer(client).latent_dim, bool(explorer(client).n_classes)
+    extra = {"y": 4} if cond else {}
+    out = client.post("/api/sample", json={"n": 3, "temperature": 1e-4, **extra}).json()
+    origin = png(client.post("/api/decode", json={"z": [0.0] * d, **extra}).json())
+    assert len(out["images"]) == 3
+    for entry in out["images"]:
+        assert np.abs(png(entry).astype(int) - origin.astype(int)).max() <= 1
+    wide = client.post("/api/sample", json={"n": 4, "temperature": 1.0, **extra}).json()["images"]
+    assert len({png(e).tobytes() for e in wide}) > 1, "temperature-1 samples should differ"
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_interpolate_ends_at_the_two_images(name: str, clients, test_set) -> None:
+    client = clients[name]
+    ex = explorer(client)
+    i, j = 2, 11
+    info_points = np.array(client.get("/api/info").json()["map"]["points"])
+    for method in ("linear", "slerp"):
+        out = client.post("/api/interpolate", json={"i": i, "j": j, "steps": 5, "method": method}).json()
+        assert len(out["images"]) == 5 and len(out["map"]) == 5
+        np.testing.assert_allclose(out["map"][0], info_points[i], atol=1e-3)
+        np.testing.assert_allclose(out["map"][-1], info_points[j], atol=1e-3)
+        for end, idx in ((0, i), (-1, j)):
+            body = {"z": ex.means[idx].tolist(), **({"y": int(test_set.y[idx])} if ex.n_classes else {})}
+            ref = png(client.post("/api/decode", json=body).json())
+            assert np.abs(png(out["images"][end]).astype(int) - ref.astype(int)).max() <= 1
+        if method == "linear":  # the projection is affine: a straight latent path is straight on the map
+            np.testing.assert_allclose(out["map"][2], (info_points[i] + info_points[j]) / 2, atol=1e-3)
+
+
+def test_slerp_bends_the_path(clients) -> None:
+    client = clients["vae-d5"]
+    lin = client.post("/api/interpolate", json={"i": 0, "j": 1, "steps": 3}).json()["map"][1]
+    sl = client.post("/api/interpolate", json={"i": 0, "j": 1, "steps": 3, "method": "slerp"}).json()["map"][1]
+    assert np.abs(np.array(lin) - np.array(sl)).max() > 1e-4
+
+
+def test_metrics_prefer_eval_json(runs, tmp_path: Path) -> None:
+    run = shutil.copytree(runs["vae"], tmp_path / "vae")
+    (run / "eval.json").write_text(json.dumps({"nll": 31.5, "broken": float("nan")}))  # NaN as Python writes it
+    info = TestClient(create_app(run)).get("/api/info").json()
+    assert info["metrics"] == {"source": "eval.json", "values": {"nll": 31.5, "broken": None}}
+
+
+def test_map_is_capped(runs) -> None:
+    client = TestClient(create_app(runs["ae"], max_points=50))
+    assert len(client.get("/api/info").json()["map"]["points"]) == 50
+    r = client.post("/api/encode", json={"index": 50})
+    assert r.status_code == 422 and "0..49" in r.json()["error"]
+
+
+def test_static_files_only_from_the_package(clients) -> None:
+    client = clients["vae"]
+    app = client.app
+    assert all("{" not in getattr(route, "path", "") for route in app.routes), "no path parameters"
+    page = client.get("/")
+    assert page.status_code == 200 and "/static/app.js" in page.text
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    assert "http" not in page.text.replace("http-equiv", "")  # no CDN or network assets
+    assert client.get("/static/app.js").text.startswith("// vaelab explorer")
+    for path in ("/static/../app.py", "/static/%2e%2e/app.py", "/static/app.py", "/config.json",
+                 "/static/index.html/..%2f..%2fapp.py"):
+        r = client.get(path)
+        assert r.status_code == 404 and "error" in r.json(), path
+    assert client.get("/", params={"file": "/etc/passwd"}).text == page.text
+
+
+# (path, raw JSON body, words the error must contain) for an unconditional 2-D model ("vae")
+BAD = [
+    ("/api/decode", '{"z": [0.1]}', ["z has 1 values", "latent_dim is 2"]),
+    ("/api/decode", '{"z": [0.1, 0.2, 0.3]}', ["z has 3 values", "exactly 2"]),
+    ("/api/decode", '{"z": []}', ["z=[]", "at least 1"]),
+    ("/api/decode", '{"z": [0.1, NaN]}', ["z[1]=nan", "finite"]),
+    ("/api/decode", '{"z": [Infinity, 0]}', ["z[0]=inf", "finite"]),
+    ("/api/decode", '{"z": [0, -Infinity]}', ["z[1]=-inf", "finite"]),
+    ("/api/decode", '{"z": [1e999, 0]}', ["z[0]=inf", "finite"]),
+    ("/api/decode", '{"z": [5000, 0]}', ["z[0]=5000", "1000"]),
+    ("/api/decode", '{"z": "0, 1"}', ["z='0, 1'", "list"]),
+    ("/api/decode", '{"z": ["0", 1]}', ["z[0]='0'", "number"]),
+    ("/api/decode", '{"z": [[0, 1]]}', ["z[0]=[0, 1]", "number"]),
+    ("/api/decode", '{"z": [0, 1], "y": 3}', ["y=3", "not conditional"]),
+    ("/api/decode", '{"z": [0, 1], "temperature": 2}', ["temperature", "allowed fields: ['y', 'z']"]),
+    ("/api/decode", '{}', ["z is required"]),
+    ("/api/decode", '[0, 1]', ["JSON object", "[0, 1]"]),
+    ("/api/decode", '{"z": [0, 1]', ["not valid JSON"]),
+    ("/api/decode", 'null', ["JSON object"]),
+    ("/api/encode", '{"index": 360}', ["index=360", "0..359"]),
+    ("/api/encode", '{"index": -1}', ["index=-1", "greater than or equal to 0"]),
+    ("/api/encode", '{"index": 1.5}', ["index=1.5", "integer"]),
+    ("/api/encode", '{"index": "3"}', ["index='3'", "integer"]),
+    ("/api/encode", '{"index": true}', ["index=True", "integer"]),
+    ("/api/encode", '{}', ["exactly one of 'index'", "'x'"]),
+    ("/api/encode", '{"index": 1, "x": [0.5]}', ["exactly one of 'index'"]),
+    ("/api/encode", '{"x": [0.5, 0.5]}', ["x has 2 values", "64"]),
+    ("/api/encode", '{"x": [NaN]}', ["x[0]=nan", "finite"]),
+    ("/api/sample", '{"n": 0}', ["n=0", "greater than or equal to 1"]),
+    ("/api/sample", '{"n": 257}', ["n=257", "256"]),
+    ("/api/sample", '{"n": 100000000}', ["n=100000000", "256"]),
+    ("/api/sample", '{"n": "8"}', ["n='8'", "integer"]),
+    ("/api/sample", '{"temperature": 0}', ["temperature=0", "greater than 0"]),
+    ("/api/sample", '{"temperature": NaN}', ["temperature=nan", "finite"]),
+    ("/api/sample", '{"temperature": 1000}', ["temperature=1000", "10"]),
+    ("/api/sample", '{"y": 0}', ["y=0", "not conditional"]),
+    ("/api/interpolate", '{"i": 0, "j": 1, "steps": 1}', ["steps=1", "2"]),
+    ("/api/interpolate", '{"i": 0, "j": 1, "steps": 65}', ["steps=65", "64"]),
+    ("/api/interpolate", '{"i": 0, "j": 1, "method": "cubic"}', ["method='cubic'", "'linear' or 'slerp'"]),
+    ("/api/interpolate", '{"i": 0, "j": 9999}', ["j=9999", "0..359"]),
+    ("/api/interpolate", '{"i": 0}', ["j is required"]),
+]
+# the same for the conditional model ("cvae"): class checks
+BAD_CONDITIONAL = [
+    ("/api/decode", '{"z": [0, 1]}', ["conditional", "pass the class y", "0..9"]),
+    ("/api/decode", '{"z": [0, 1], "y": 10}', ["y=10", "0..9"]),
+    ("/api/decode", '{"z": [0, 1], "y": -1}', ["y=-1", "greater than or equal to 0"]),
+    ("/api/decode", '{"z": [0, 1], "y": 2.0}', ["y=2.0", "integer"]),
+    ("/api/decode", '{"z": [0, 1], "y": "two"}', ["y='two'", "integer"]),
+    ("/api/encode", '{"x": [0.5, 0.5]}', ["x has 2 values"]),
+    ("/api/encode", '{"index": 0, "y": 1}', ["y goes with x only"]),
+    ("/api/sample", '{"n": 2, "y": 99}', ["y=99", "0..9"]),
+    ("/api/interpolate", '{"i": 0, "j": 1, "y": 10}', ["y=10", "0..9"]),
+]
+
+
+@pytest.mark.parametrize("name,cases", [("vae", BAD), ("cvae", BAD_CONDITIONAL)])
+def test_malformed_requests_get_4xx_json_and_the_server_keeps_serving(name, cases, clients) -> None:
+    client = clients[name]
+    for path, body, words in cases:
+        r = client.post(path, content=body, headers={"content-type": "application/json"})
+        assert 400 <= r.status_code < 500, (path, body, r.status_code, r.text)
+        error = r.json()["error"]
+        for word in words:
+            assert word in error, (path, body, error)
+    assert client.get("/api/info").status_code == 200
+    z = [0.0] * explorer(client).latent_dim
+    assert client.post("/api/decode", json={"z": z, **({"y": 0} if name == "cvae" else {})}).status_code == 200
+
+
+def test_oversized_and_misrouted_requests(clients) -> None:
+    client = clients["vae"]
+    limit = 65536  # the default for 8x8 images: max(64 KiB, 32 bytes per pixel + 4 KiB)
+    big = '{"z": [' + ", ".join(["0.0"] * (limit // 4)) + "]}"
+    r = client.post("/api/decode", content=big, headers={"content-type": "application/json"})
+    assert r.status_code == 413 and f"at most {limit} bytes" in r.json()["error"]
+
+    def chunks():  # no content-length: the limit is enforced while streaming
+        for _ in range(40):
+            yield b" " * 4096
+
+    r = client.post("/api/decode", content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 413 and "error" in r.json()
+    r = client.post("/api/decode", content="x" * 10, headers={"content-length": "999999999999"})
+    assert r.status_code == 413
+    r = client.get("/api/decode")
+    assert r.status_code == 405 and "/api/decode" in r.json()["error"]
+    r = client.post("/api/nothing", json={})
+    assert r.status_code == 404 and "available" in r.json()["error"]
+    assert client.post("/api/decode", json={"z": [0.0, 0.0]}).status_code == 200
+
+
+def test_serve_cli_binds_localhost_by_default(runs, monkeypatch) -> None:
+    import uvicorn
+
+    from vaelab.cli import app
+
+    calls = []
+    monkeypatch.setattr(uvicorn, "run", lambda web_app, **kw: calls.append((web_app, kw)))
+    result = CliRunner().invoke(app, ["serve", str(runs["vae"]), "--port", "8765"])
+    assert result.exit_code == 0, result.output
+    assert calls[0][1]["host"] == "127.0.0.1" and calls[0][1]["port"] == 8765
+    assert calls[0][0].state.explorer.n_points == 360
+    missing = CliRunner().invoke(app, ["serve", str(Path(runs["vae"]).parent / "no-such-run")])
+    assert missing.exit_code == 2 and "does not exist" in missing.output

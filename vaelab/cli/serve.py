@@ -1,0 +1,38 @@
+"""vaelab serve: the latent-space explorer in the browser (FastAPI + uvicorn, local only by default)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from . import app
+from .common import friendly
+
+
+@app.command()
+@friendly
+def serve(
+    run: Path = typer.Argument(..., help="run folder (config.json + model.safetensors)"),
+    host: str = typer.Option("127.0.0.1", help="address to bind; anything but 127.0.0.1/localhost exposes the run"),
+    port: int = typer.Option(8000, min=1, max=65535, help="TCP port"),
+    data_dir: Optional[Path] = typer.Option(None, help="where mnist/ lives (else $VAELAB_DATA_DIR)"),
+    max_points: int = typer.Option(5000, min=2, max=100000, help="test images shown on the map"),
+    threads: int = typer.Option(1, min=1, help="torch CPU threads (1 is fastest for one-image decodes)"),
+) -> None:
+    """Explore a trained run: latent map, live decoding, interpolation, prior samples, metrics."""
+    try:
+        import uvicorn
+
+        from ..web import create_app
+    except ImportError as e:
+        raise RuntimeError(f"vaelab serve needs the web extra ({e.name} is missing): "
+                           "pip install 'vaelab[web]'") from None
+    import torch
+
+    torch.set_num_threads(threads)  # more threads only add synchronisation to tiny single-row matmuls
+    web_app = create_app(run, data_dir=data_dir, max_points=max_points)
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        typer.echo(f"warning: binding {host}: anyone who can reach this address can use the explorer", err=True)
+    typer.echo(f"vaelab explorer for {run}: http://{host}:{port}/  (Ctrl+C to stop)")
+    uvicorn.run(web_app, host=host, port=port, log_level="warning")

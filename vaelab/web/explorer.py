@@ -1,0 +1,219 @@
+"""The model side of the web explorer: a loaded run, its encoded test set, the 2-D map and decoding.
+
+Nothing here knows about HTTP. Every method takes already-validated Python values and returns plain
+JSON-able values (lists, strings); images travel as base64 PNG strings. Model calls run under
+``torch.inference_mode`` and only use the generic contract: ``encode(x, y).mean``, ``decode(z, y).mean``,
+``sample(n, y, temperature)``, ``latent_dim``, ``n_classes``, ``input_shape``.
+"""
+from __future__ import annotations
+
+import base64
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .. import checkpoint
+from ..data import for_evaluation, load_from_info
+
+EVAL = "eval.json"
+
+
+def _finite_json(value: Any) -> Any:
+    """Replace NaN/Infinity (not valid JSON) by None, recursively."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite_json(v) for v in value]
+    return value
+
+
+def read_run_metrics(run: Path) -> dict[str, Any]:
+    """RUN/eval.json when present, else the last row of RUN/metrics.jsonl (else {})."""
+    path = run / EVAL
+    if path.is_file():
+        try:
+            data = json.loads(path.read_text())
+            return {"source": EVAL, "values": _finite_json(data)}
+        except json.JSONDecodeError as e:
+            return {"source": EVAL, "values": {}, "warning": f"{EVAL} is not valid JSON ({e})"}
+    rows = checkpoint.read_metrics(run)
+    return {"source": checkpoint.METRICS, "values": _finite_json(rows[-1]) if rows else {}}
+
+
+class Explorer:
+    """A trained run ready to be explored: the model, the first ``max_points`` test images, their means."""
+
+    def __init__(self, run_dir: str | Path, data_dir: str | Path | None = None, max_points: int = 5000,
+                 device: str | torch.device = "cpu") -> None:
+        if max_points < 2:
+            raise ValueError(f"max_points={max_points} must be >= 2")
+        self.run = Path(run_dir)
+        self.config = checkpoint.read_config(self.run)
+        self.model = checkpoint.load(self.run, device)
+        self.name = self.config["model"]
+        data_info = self.config.get("data")
+        if not isinstance(data_info, dict):
+            raise ValueError(f"run {str(self.run)!r} has no 'data' entry in config.json: it cannot be explored "
+                             "(save it with vaelab train or checkpoint.save_model(..., data=info_dict(info)))")
+        test = for_evaluation(load_from_info(data_info, "test", data_dir))
+        n = min(len(test), max_points)
+        self.x = test.x[:n]                                            # (N, *shape) float32, on cpu
+        self.y = None if test.y is None else test.y[:n]                # (N,) int64
+        self.class_names = list(test.info.class_names) or [str(i) for i in range(self.model.n_classes)]
+        self.is_image = bool(test.info.is_image) and len(self.model.input_shape) == 3 \
+            and self.model.input_shape[0] in (1, 3)
+        self.metrics = read_run_metrics(self.run)
+        self.means = self._encode_all()                                # (N, d) float32 numpy
+        self.projection = self._fit_projection(self.means)
+        self.points = self.to_map(self.means)                          # (N, 2)
+
+    # -- sizes ---------------------------------------------------------------------------------
+    @property
+    def latent_dim(self) -> int:
+        return self.model.latent_dim
+
+    @property
+    def n_classes(self) -> int:
+        return self.model.n_classes
+
+    @property
+    def n_points(self) -> int:
+        return len(self.x)
+
+    @property
+    def pixel_count(self) -> int:
+        return math.prod(self.model.input_shape)
+
+    # -- the map ---------------------------------------------------------------------------------
+    @torch.inference_mode()
+    def _encode_all(self, batch: int = 1000) -> np.ndarray:
+        out = []
+        for s in range(0, self.n_points, batch):
+            xb = self.x[s:s + batch].to(self.model.device)
+            yb = None if self.y is None or not self.n_classes else self.y[s:s + batch].to(self.model.device)
+            out.append(self.model.encode(xb, yb).mean.float().cpu())  # (b, d)
+        return torch.cat(out).numpy()
+
+    def _fit_projection(self, means: np.ndarray) -> dict[str, Any]:
+        """identity for d <= 2; the first two principal components of the means for d > 2."""
+        d = means.shape[1]
+        if d <= 2:
+            return {"kind": "identity", "mean": [0.0] * d, "components": np.eye(2, d).tolist(),
+                    "explained_variance_ratio": None}
+        from sklearn.decomposition import PCA
+
+        pca = PCA(2, random_state=0).fit(means.astype(np.float64))
+        return {"kind": "pca", "mean": pca.mean_.tolist(), "components": pca.components_.tolist(),
+                "explained_variance_ratio": pca.explained_variance_ratio_.tolist()}
+
+    def to_map(self, z: np.ndarray) -> np.ndarray:
+        """Latent codes (N, d) -> map coordinates (N, 2); for d == 1 the second coordinate is 0."""
+        mean = np.asarray(self.projection["mean"])                     # (d,)
+        comps = np.asarray(self.projection["components"])              # (2, d)
+        return (np.asarray(z, dtype=np.float64) - mean) @ comps.T
+
+    def from_map(self, uv: np.ndarray) -> np.ndarray:
+        """Map coordinates (N, 2) -> latent codes (N, d): the PCA inverse transform for d > 2."""
+        mean = np.asarray(self.projection["mean"])
+        comps = np.asarray(self.projection["components"])
+        return np.asarray(uv, dtype=np.float64) @ comps + mean
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "model": self.name, "run": self.run.name, "config": _finite_json(self.config),
+            "latent_dim": self.latent_dim, "n_classes": self.n_classes, "conditional": bool(self.n_classes),
+            "class_names": self.class_names, "input_shape": list(self.model.input_shape),
+            "is_image": self.is_image, "n_points": self.n_points, "metrics": self.metrics,
+            "latent_range": [float(self.means.min()) if self.n_points else -3.0,
+                             float(self.means.max()) if self.n_points else 3.0],
+            "map": {"points": np.round(self.points, 4).tolist(),
+                    "labels": None if self.y is None else self.y.tolist(),
+                    "projection": self.projection},
+        }
+
+    # -- model calls ---------------------------------------------------------------------------------
+    def _y(self, y: int | None, n: int) -> Tensor | None:
+        if not self.n_classes:
+            return None
+        return torch.full((n,), int(y), dtype=torch.long, device=self.model.device)
+
+    def render(self, x: Tensor) -> list[dict[str, Any]]:
+        """Decoded means (n, *shape) -> one {"image": base64 PNG} (or {"values": [...]}) per example."""
+        from PIL import Image
+
+        x = x.detach().float().cpu()
+        if not self.is_image:
+            return [{"values": _finite_json([round(float(v), 5) for v in row])} for row in x.reshape(len(x), -1)]
+        arr = (x.clamp(0, 1).permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)  # (n, H, W, C)
+        out = []
+        for a in arr:
+            buf = io.BytesIO()
+            Image.fromarray(a[..., 0] if a.shape[2] == 1 else a).save(buf, format="PNG")
+            out.append({"image": base64.b64encode(buf.getvalue()).decode("ascii")})
+        return out
+
+    def decode(self, z: list[list[float]], y: int | None = None) -> list[dict[str, Any]]:
+        with torch.inference_mode():
+            zt = torch.tensor(z, dtype=torch.float32, device=self.model.device)    # (n, d)
+            return self.render(self.model.decode(zt, self._y(y, len(zt))).mean)
+
+    def encode_index(self, index: int) -> dict[str, Any]:
+        z = self.means[index]
+        label = None if self.y is None else int(self.y[index])
+        return {"index": index, "label": label, "z": z.tolist(), "map": self.to_map(z[None])[0].tolist(),
+                "original": self.render(self.x[index:index + 1])[0]}
+
+    def encode_pixels(self, x: list[float], y: int | None = None) -> dict[str, Any]:
+        with torch.inference_mode():
+            xt = torch.tensor(x, dtype=torch.float32, device=self.model.device).reshape(1, *self.model.input_shape)
+            z = self.model.encode(xt, self._y(y, 1)).mean.float().cpu().numpy()[0]   # (d,)
+        return {"z": z.tolist(), "map": self.to_map(z[None])[0].tolist()}
+
+    def sample(self, n: int, temperature: float, y: int | None = None) -> list[dict[str, Any]]:
+        with torch.inference_mode():
+            labels = None if (y is None or not self.n_classes) else int(y)
+            return self.render(self.model.sample(n, labels, temperature))
+
+    def interpolate(self, i: int, j: int, steps: int, method: str,
+                    y: int | None = None) -> tuple[list[dict[str, Any]], np.ndarray]:
+        """Decode ``steps`` codes from the mean of test image i to that of j; also their map points.
+
+        A conditional model decodes every step with class ``y`` when given, else with the label of
+        image i for the first half of the path and that of j for the second."""
+        a, b = self.means[i].astype(np.float64), self.means[j].astype(np.float64)
+        t = np.linspace(0.0, 1.0, steps)[:, None]                                   # (steps, 1)
+        z = slerp(a, b, t) if method == "slerp" else (1 - t) * a + t * b             # (steps, d)
+        with torch.inference_mode():
+            zt = torch.tensor(z, dtype=torch.float32, device=self.model.device)
+            ys = None
+            if self.n_classes:
+                if y is not None:
+                    ys = self._y(y, steps)
+                else:
+                    yi, yj = int(self.y[i]), int(self.y[j])
+                    ys = torch.tensor([yi if tt < 0.5 else yj for tt in t[:, 0]], device=self.model.device)
+            images = self.render(self.model.decode(zt, ys).mean)
+        return images, self.to_map(z)
+
+
+def slerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """Spherical interpolation between vectors a, b (d,) at fractions t (k, 1): (k, d).
+
+    The norm is interpolated linearly; nearly parallel (or zero) vectors fall back to linear."""
+    na, nb = np.linalg.norm(a), np.linalg.norm(b)
+    if na < 1e-12 or nb < 1e-12:
+        return (1 - t) * a + t * b
+    cos = float(np.clip(a @ b / (na * nb), -1.0, 1.0))
+    omega = math.acos(cos)
+    if math.sin(omega) < 1e-6:
+        return (1 - t) * a + t * b
+    direction = (np.sin((1 - t) * omega) * (a / na) + np.sin(t * omega) * (b / nb)) / math.sin(omega)
+    return direction * ((1 - t) * na + t * nb)
