@@ -1,8 +1,17 @@
 """vaelab: PCA -> autoencoder -> VAE -> conditional and hierarchical VAEs, trained and measured."""
 __version__ = "0.1.0"
 
-from .api import AE, CVAE, PCA, VAE  # noqa: E402
 from .checkpoint import load  # noqa: E402
 from .models import REGISTRY, build_model  # noqa: E402
 
-__all__ = ["AE", "CVAE", "PCA", "VAE", "REGISTRY", "build_model", "load", "__version__"]
+_ESTIMATORS = ("AE", "CVAE", "PCA", "VAE")  # in vaelab.api; imported on first use (it loads scikit-learn)
+
+__all__ = [*_ESTIMATORS, "REGISTRY", "build_model", "load", "__version__"]
+
+
+def __getattr__(name: str):
+    if name in _ESTIMATORS:
+        from . import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'vaelab' has no attribute {name!r}")

@@ -10,7 +10,37 @@ from dataclasses import dataclass
 
 import torch
 from torch import Tensor
-from torch.distributions import Bernoulli, Distribution, Independent, Laplace, Normal, constraints
+from torch.distributions import Bernoulli, Distribution, Independent, Laplace, Normal, constraints, register_kl
+from torch.nn import functional as F
+
+
+class FastBernoulli(Bernoulli):
+    """Bernoulli(logits=...) whose log_prob goes straight to binary_cross_entropy_with_logits."""
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        if value.shape != self.logits.shape:
+            return super().log_prob(value)
+        return F.binary_cross_entropy_with_logits(self.logits, value, reduction="none").neg_()
+
+
+class FastIndependent(Independent):
+    """Independent whose Bernoulli log_prob sums the cross-entropy before negating (one less pass)."""
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        base = self.base_dist
+        if type(base) is FastBernoulli and value.shape == base.logits.shape:
+            dims = tuple(range(-self.reinterpreted_batch_ndims, 0))
+            return F.binary_cross_entropy_with_logits(base.logits, value, reduction="none").sum(dims).neg()
+        return super().log_prob(value)
+
+
+class StandardNormal(Normal):
+    """N(0, 1) elementwise (the prior); its KL from a Normal has the short closed form below."""
+
+
+@register_kl(Normal, StandardNormal)
+def _kl_normal_standard(q: Normal, p: StandardNormal) -> Tensor:
+    return 0.5 * (q.loc.square() + q.scale.square() - 1) - q.scale.log()
 
 
 @dataclass(frozen=True)
@@ -22,7 +52,7 @@ class Likelihood:
 
 
 LIKELIHOODS: dict[str, Likelihood] = {
-    "bernoulli": Likelihood("bernoulli", False, True, lambda out, _: Bernoulli(logits=out, validate_args=False)),
+    "bernoulli": Likelihood("bernoulli", False, True, lambda out, _: FastBernoulli(logits=out, validate_args=False)),
     "gaussian": Likelihood("gaussian", False, False, lambda out, ls: Normal(out, ls.exp(), validate_args=False)),
     "gaussian-learned": Likelihood("gaussian-learned", True, False, lambda out, ls: Normal(out, ls.exp(), validate_args=False)),
     "laplace": Likelihood("laplace", False, False, lambda out, ls: Laplace(out, ls.exp(), validate_args=False)),
@@ -37,7 +67,7 @@ def get_likelihood(name: str) -> Likelihood:
 
 def likelihood(name: str, out: Tensor, log_scale: Tensor, event_dims: int) -> Distribution:
     """p(x|z) as an Independent distribution over the last ``event_dims`` dimensions."""
-    return Independent(get_likelihood(name).build(out, log_scale), event_dims, validate_args=False)
+    return FastIndependent(get_likelihood(name).build(out, log_scale), event_dims, validate_args=False)
 
 
 def diag_gaussian(mu: Tensor, logvar: Tensor) -> Independent:
@@ -48,7 +78,7 @@ def diag_gaussian(mu: Tensor, logvar: Tensor) -> Independent:
 def standard_normal(shape: tuple[int, ...], device: torch.device | str = "cpu") -> Independent:
     """The prior N(0, I) with batch shape ``shape[:-1]`` and event size ``shape[-1]``."""
     zeros = torch.zeros(shape, device=device)
-    return Independent(Normal(zeros, torch.ones_like(zeros), validate_args=False), 1, validate_args=False)
+    return Independent(StandardNormal(zeros, torch.ones_like(zeros), validate_args=False), 1, validate_args=False)
 
 
 class PointMass(Distribution):

@@ -121,7 +121,9 @@ def fit(model: LatentModel, train: Dataset, val: Dataset | None = None,
             checkpoint.save_model(run, model, **meta)
         return [row]
 
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    # fused: one kernel for the whole Adam update instead of ~10 ops per parameter tensor
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, fused=device.type in ("cpu", "cuda") or None)
+    params = [p for p in model.parameters() if p.requires_grad]
     gen = torch.Generator().manual_seed(cfg.seed)
     start, history = 0, []
     if resume:
@@ -130,6 +132,8 @@ def fit(model: LatentModel, train: Dataset, val: Dataset | None = None,
         state = checkpoint.load_trainer(run)
         model.load_state_dict(checkpoint.load(run, device).state_dict())
         opt.load_state_dict(state["optimizer"])
+        for group in opt.param_groups:  # the lr asked for now, not the one saved with the optimizer
+            group["lr"] = cfg.lr
         gen.set_state(state["generator"])
         start, history = int(state["epoch"]), checkpoint.read_metrics(run)
 
@@ -138,17 +142,19 @@ def fit(model: LatentModel, train: Dataset, val: Dataset | None = None,
     bad_in_a_row, skipped = 0, 0
     for epoch in range(start, cfg.epochs):
         model.train()
-        t0, sums, n_seen = time.perf_counter(), {"loss": 0.0, "elbo": 0.0, "recon": 0.0, "kl": 0.0}, 0
+        # (loss * batch, elbo, recon, kl) summed on the device, read back once per epoch
+        t0, acc, n_seen = time.perf_counter(), torch.zeros(4, dtype=torch.float64, device=device), 0
         for i, (xb, yb) in enumerate(batches(train.x, train.y, cfg.batch_size, binarize=train.info.binarize,
                                               generator=gen, device=device)):
             terms = objectives.compute(model, xb, yb, objective, epoch + i / steps_per_epoch)
             opt.zero_grad(set_to_none=True)
-            ok = bool(torch.isfinite(terms.loss))
-            if ok:
-                terms.loss.backward()
-                norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip or math.inf)
-                ok = bool(torch.isfinite(norm))
-            if not ok:
+            terms.loss.backward()  # a non-finite loss gives non-finite gradients: skipped below
+            grads = [p.grad for p in params if p.grad is not None]
+            if cfg.grad_clip:
+                norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip, foreach=True)
+            else:
+                norm = torch.nn.utils.get_total_norm(grads, foreach=True)
+            if not bool(torch.isfinite(terms.loss.detach()) & torch.isfinite(norm)):  # one host sync a step
                 skipped, bad_in_a_row = skipped + 1, bad_in_a_row + 1
                 if bad_in_a_row >= cfg.max_bad_steps:
                     raise TrainingDiverged(
@@ -161,15 +167,20 @@ def fit(model: LatentModel, train: Dataset, val: Dataset | None = None,
             opt.step()
             b = len(xb)
             n_seen += b
-            sums["loss"] += float(terms.loss.detach()) * b
-            for k in ("elbo", "recon", "kl"):
-                sums[k] += float(getattr(terms, k).detach().sum())
+            with torch.no_grad():
+                acc += torch.stack([terms.loss * b, terms.elbo.sum(), terms.recon.sum(), terms.kl.sum()])
             bar.update(1)
-        secs = time.perf_counter() - t0
-        row = {"epoch": epoch + 1, **{k: v / max(n_seen, 1) for k, v in sums.items()},
+        sums = dict(zip(("loss", "elbo", "recon", "kl"), acc.tolist()))
+        secs = time.perf_counter() - t0  # training steps only: validation below is not timed
+        row = {"epoch": epoch + 1, **{k: v / n_seen if n_seen else math.nan for k, v in sums.items()},
                "skipped_steps": skipped, "seconds": secs, "examples_per_s": n_seen / secs}
         if val is not None:
             row.update({f"val_{k}": v for k, v in score(model, val).items()})
+        if not _scores_finite(model, row, train if val is None and bad_in_a_row else None):
+            raise TrainingDiverged(
+                f"the model's scores are NaN/Inf after epoch {epoch + 1} ({bad_in_a_row} non-finite steps at its "
+                f"end): a step broke the weights. Try a lower lr (now {cfg.lr}) or grad_clip; "
+                + (f"the last good checkpoint (epoch {epoch}) was kept." if epoch else "nothing was saved."))
         bar.set_postfix({k: f"{row[k]:.2f}" for k in ("loss", "val_elbo") if k in row})
         history.append(row)
         _log(run, row)
@@ -180,6 +191,15 @@ def fit(model: LatentModel, train: Dataset, val: Dataset | None = None,
     bar.close()
     model.eval()
     return history
+
+
+def _scores_finite(model: LatentModel, row: dict[str, Any], probe: Dataset | None) -> bool:
+    """True when the epoch's validation scores (or, given ``probe``, scores on up to 1000 of its examples)
+    are finite: a model that gives NaN/Inf is never checkpointed over the last good one."""
+    values = [v for k, v in row.items() if k.startswith("val_")]
+    if probe is not None:
+        values += list(score(model, probe.subset(torch.arange(min(len(probe), 1000)))).values())
+    return all(math.isfinite(v) for v in values)
 
 
 def _progress(enabled: bool, total: int, desc: str):

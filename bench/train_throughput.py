@@ -1,0 +1,226 @@
+"""Training throughput of vaelab's loop against the GEMM limit and the canonical pytorch/examples/vae loop.
+
+The model is pytorch/examples/vae: MLP 784-400-20 (ReLU), Bernoulli likelihood on pixels in [0, 1]
+(no binarization), batch 128, Adam lr 1e-3, all 60,000 MNIST training images. One run prints:
+
+  (a) vaelab's training examples/s (through the real API, ``runs.train_run``; validation is off so it
+      trains on all 60k, and only the training steps are timed, as in metrics.jsonl),
+  (b) the fp32 GEMM limit: torch.matmul FLOP/s on the model's own GEMM shapes at batch 128 divided by the
+      GEMM FLOPs per example of one training step,
+  (c) (a) / (b),
+  (d) the canonical loop (per-item Dataset + torch.utils.data.DataLoader, F.binary_cross_entropy on
+      sigmoid outputs with reduction='sum' + closed-form KLD) examples/s and vaelab / canonical,
+  (e) test loss (mean negative ELBO per test example, nats, one posterior sample) after the epochs,
+  (f) peak RSS of each training run (each runs in its own subprocess, so the RSS is its own).
+
+    VAELAB_DATA_DIR=/work/shared/data .venv/bin/python bench/train_throughput.py [--epochs 10] [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+import torch
+
+BATCH, LR, HIDDEN, LATENT, PIXELS = 128, 1e-3, 400, 20, 784
+# (in, out) of each linear layer; the encoder's 400 -> 2*20 head is fc21 + fc22 of the example
+LAYERS = [(PIXELS, HIDDEN), (HIDDEN, 2 * LATENT), (LATENT, HIDDEN), (HIDDEN, PIXELS)]
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+# -- (b) the GEMM limit ---------------------------------------------------------------------------
+def gemm_flops_per_example() -> int:
+    """Forward x @ W^T, backward dW = g^T @ x and dX = g @ W per layer; the first layer has no dX
+    (autograd does not differentiate w.r.t. the data), so a step runs 11 GEMMs, not 12."""
+    macs = sum(3 * i * o for i, o in LAYERS) - LAYERS[0][0] * LAYERS[0][1]
+    return 2 * macs
+
+
+def gemm_limit(seconds: float = 2.0, repeats: int = 5) -> dict[str, float]:
+    """Best-of-``repeats`` time of one training step's GEMMs (torch.matmul, fp32, batch 128)."""
+    g = torch.Generator().manual_seed(0)
+    ws = [torch.randn(o, i, generator=g) for i, o in LAYERS]      # (out, in) like nn.Linear
+    xs = [torch.randn(BATCH, i, generator=g) for i, _ in LAYERS]  # (B, in)
+    gs = [torch.randn(BATCH, o, generator=g) for _, o in LAYERS]  # (B, out)
+
+    def step() -> None:
+        for k, (w, x, gr) in enumerate(zip(ws, xs, gs)):
+            torch.matmul(x, w.t())        # forward (B, out)
+            torch.matmul(gr.t(), x)       # dW (out, in)
+            if k > 0:
+                torch.matmul(gr, w)       # dX (B, in)
+
+    for _ in range(50):
+        step()
+    t0 = time.perf_counter()
+    n = 0
+    while time.perf_counter() - t0 < seconds / repeats:
+        step()
+        n += 1
+    n = max(n, 20)
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        for _ in range(n):
+            step()
+        best = min(best, (time.perf_counter() - t) / n)
+    flops = gemm_flops_per_example()
+    return {"gflops": flops * BATCH / best / 1e9, "flops_per_example": flops, "examples_per_s": BATCH / best}
+
+
+# -- (a) vaelab, in a worker process ------------------------------------------------------------------
+def run_vaelab(epochs: int, seed: int) -> dict:
+    from vaelab.data import load_dataset
+    from vaelab.runs import train_run
+    from vaelab.train import TrainConfig, score
+
+    cfg = TrainConfig(epochs=epochs, batch_size=BATCH, lr=LR, seed=seed, device="cpu", progress=False)
+    model, history = train_run("vae", "mnist", None, {"latent_dim": LATENT, "hidden": (HIDDEN,),
+                                                     "activation": "relu", "likelihood": "bernoulli"},
+                               train_cfg=cfg, binarize="none", val_fraction=0.0)
+    test = load_dataset("mnist", "test", binarize="none")
+    n = 60000 * len(history)
+    secs = sum(r["seconds"] for r in history)
+    return {"examples_per_s": n / secs, "train_seconds": secs,
+            "epoch_examples_per_s": [round(r["examples_per_s"]) for r in history],
+            "train_loss_last_epoch": history[-1]["loss"], "skipped_steps": history[-1]["skipped_steps"],
+            "test_loss": -score(model, test)["elbo"], "peak_rss_mb": peak_rss_mb()}
+
+
+# -- (d) the canonical pytorch/examples/vae loop, in a worker process --------------------------------
+def run_canonical(epochs: int, seed: int) -> dict:
+    import numpy as np
+    from torch import nn
+    from torch.nn import functional as F
+    from torch.utils.data import DataLoader, Dataset
+
+    from vaelab.mnist import load_mnist
+
+    class Items(Dataset):
+        """TensorDataset-like: one (image, label) per __getitem__."""
+
+        def __init__(self, split: str) -> None:
+            x, y = load_mnist(split)
+            self.x = torch.from_numpy(x).float().div_(255).unsqueeze(1)  # (N, 1, 28, 28)
+            self.y = torch.from_numpy(np.asarray(y))
+
+        def __len__(self) -> int:
+            return len(self.x)
+
+        def __getitem__(self, i: int):
+            return self.x[i], self.y[i]
+
+    class VAE(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc1, self.fc21, self.fc22 = nn.Linear(784, 400), nn.Linear(400, 20), nn.Linear(400, 20)
+            self.fc3, self.fc4 = nn.Linear(20, 400), nn.Linear(400, 784)
+
+        def forward(self, x):
+            h1 = F.relu(self.fc1(x.view(-1, 784)))
+            mu, logvar = self.fc21(h1), self.fc22(h1)
+            z = mu + torch.randn_like(mu) * torch.exp(0.5 * logvar)
+            return torch.sigmoid(self.fc4(F.relu(self.fc3(z)))), mu, logvar
+
+    def loss_function(recon_x, x, mu, logvar):
+        bce = F.binary_cross_entropy(recon_x, x.view(-1, 784), reduction="sum")
+        return bce - 0.5 * torch.sum(1 + logvar - mu.pow(2) - logvar.exp())
+
+    torch.manual_seed(seed)
+    train_loader = DataLoader(Items("train"), batch_size=BATCH, shuffle=True)
+    test_loader = DataLoader(Items("test"), batch_size=BATCH, shuffle=False)
+    model = VAE()
+    opt = torch.optim.Adam(model.parameters(), lr=LR)
+    secs, per_epoch = 0.0, []
+    for _ in range(epochs):
+        model.train()
+        t0 = time.perf_counter()
+        train_loss = 0.0
+        for data, _ in train_loader:
+            opt.zero_grad()
+            recon, mu, logvar = model(data)
+            loss = loss_function(recon, data, mu, logvar)
+            loss.backward()
+            train_loss += loss.item()
+            opt.step()
+        dt = time.perf_counter() - t0
+        secs += dt
+        per_epoch.append(round(len(train_loader.dataset) / dt))
+    model.eval()
+    test_loss = 0.0
+    with torch.no_grad():
+        for data, _ in test_loader:
+            recon, mu, logvar = model(data)
+            test_loss += loss_function(recon, data, mu, logvar).item()
+    return {"examples_per_s": 60000 * epochs / secs, "train_seconds": secs, "epoch_examples_per_s": per_epoch,
+            "test_loss": test_loss / len(test_loader.dataset), "peak_rss_mb": peak_rss_mb()}
+
+
+def worker(kind: str, epochs: int, seed: int, threads: int) -> dict:
+    """Run one trainer in a fresh interpreter; its peak RSS is its own."""
+    cmd = [sys.executable, __file__, "--worker", kind, "--epochs", str(epochs), "--seed", str(seed),
+           "--threads", str(threads)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--epochs", type=int, default=10, help="vaelab training epochs (default 10)")
+    p.add_argument("--canonical-epochs", type=int, default=2,
+                   help="epochs of the canonical DataLoader loop (default 2; 0 skips it)")
+    p.add_argument("--quick", action="store_true", help="1 epoch of each (smoke test)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: torch's default)")
+    p.add_argument("--worker", choices=["vaelab", "canonical"], help=argparse.SUPPRESS)
+    a = p.parse_args()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    if a.worker:
+        fn = run_vaelab if a.worker == "vaelab" else run_canonical
+        print(json.dumps(fn(a.epochs, a.seed)))
+        return
+    if "VAELAB_DATA_DIR" not in os.environ:
+        sys.exit("set VAELAB_DATA_DIR to the folder holding mnist/ (e.g. /work/shared/data)")
+    epochs = 1 if a.quick else a.epochs
+    canon_epochs = min(1, a.canonical_epochs) if a.quick else a.canonical_epochs
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.2f}", flush=True)
+    g0 = gemm_limit()
+    print(f"GEMM limit (before): {g0['gflops']:.1f} GFLOP/s -> {g0['examples_per_s']:,.0f} examples/s", flush=True)
+    v = worker("vaelab", epochs, a.seed, a.threads)
+    print(f"vaelab: {v['examples_per_s']:,.0f} examples/s over {epochs} epoch(s) "
+          f"(per epoch {v['epoch_examples_per_s']}), test loss {v['test_loss']:.2f} nats, "
+          f"peak RSS {v['peak_rss_mb']:.0f} MB", flush=True)
+    c = worker("canonical", canon_epochs, a.seed, a.threads) if canon_epochs > 0 else None
+    if c:
+        print(f"canonical DataLoader loop: {c['examples_per_s']:,.0f} examples/s over {canon_epochs} epoch(s) "
+              f"(per epoch {c['epoch_examples_per_s']}), test loss {c['test_loss']:.2f} nats after "
+              f"{canon_epochs} epoch(s), peak RSS {c['peak_rss_mb']:.0f} MB", flush=True)
+    g1 = gemm_limit()
+    g = g0 if g0["examples_per_s"] >= g1["examples_per_s"] else g1
+    print(f"GEMM limit (after): {g1['gflops']:.1f} GFLOP/s -> {g1['examples_per_s']:,.0f} examples/s")
+    print("\n== summary (the faster GEMM measurement is the limit) ==")
+    print(f"(a) vaelab examples/s              {v['examples_per_s']:>10,.0f}")
+    print(f"(b) fp32 GEMM limit examples/s     {g['examples_per_s']:>10,.0f}   "
+          f"({g['gflops']:.1f} GFLOP/s / {g['flops_per_example'] / 1e6:.3f} MFLOP per example)")
+    print(f"(c) vaelab / GEMM limit            {v['examples_per_s'] / g['examples_per_s']:>10.2f}")
+    if c:
+        print(f"(d) canonical examples/s           {c['examples_per_s']:>10,.0f}")
+        print(f"    vaelab / canonical             {v['examples_per_s'] / c['examples_per_s']:>10.2f}")
+    print(f"(e) vaelab test loss ({epochs} ep)       {v['test_loss']:>10.2f} nats"
+          + (f"   canonical ({canon_epochs} ep): {c['test_loss']:.2f}" if c else ""))
+    print(f"(f) vaelab peak RSS                {v['peak_rss_mb']:>10.0f} MB"
+          + (f"   canonical: {c['peak_rss_mb']:.0f} MB" if c else ""))
+
+
+if __name__ == "__main__":
+    main()
