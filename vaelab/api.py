@@ -15,7 +15,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from . import checkpoint
-from .data import DataInfo, Dataset, check_finite, info_dict
+from .data import DataInfo, Dataset, check_binarize, check_finite, info_dict
 from .models import LatentModel, build_model, config_fields
 from .objectives import ObjectiveConfig
 from .train import TrainConfig, fit, score
@@ -41,10 +41,16 @@ class _LatentEstimator(TransformerMixin, BaseEstimator):
         labels = None if y is None else torch.as_tensor(np.asarray(y), dtype=torch.int64)
         if labels is not None and labels.shape != (len(x),):
             raise ValueError(f"y has shape {tuple(labels.shape)}; expected ({len(x)},) to match X")
+        binarize = check_binarize(getattr(self, "binarize", "none"))
+        if binarize != "none" and (x.min() < 0 or x.max() > 1):
+            raise ValueError(f"binarize={binarize!r} needs X in [0, 1]; X spans "
+                             f"[{float(x.min()):.3g}, {float(x.max()):.3g}]: use binarize='none'")
+        if binarize == "static":  # one fixed draw, as load_dataset does
+            x = torch.bernoulli(x, generator=torch.Generator().manual_seed(1234))
         self.model_ = build_model(self.model_name, **self._model_params(x, labels))
         self.flat_input_ = x.dim() == 2
         info = DataInfo(name="array", shape=tuple(x.shape[1:]), is_image=x.dim() == 4,
-                        n_classes=self.model_.n_classes, binarize=getattr(self, "binarize", "none"))
+                        n_classes=self.model_.n_classes, binarize=binarize)
         self.history_ = fit(self.model_, Dataset(x, labels if self.model_.n_classes else None, info),
                             objective=ObjectiveConfig(**{k: getattr(self, k) for k in _OBJECTIVE if hasattr(self, k)}),
                             cfg=TrainConfig(progress=getattr(self, "verbose", False),

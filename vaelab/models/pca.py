@@ -39,13 +39,21 @@ class PPCA(LatentModel):
         self.register_buffer("noise_variance", torch.ones(()))   # s2
 
     def fit_closed_form(self, x: Tensor) -> "PPCA":
-        """Fit by eigen-decomposition (scikit-learn's PCA with the full SVD solver)."""
+        """Fit by eigen-decomposition (scikit-learn's PCA, exact solver).
+
+        With more examples than features the D x D covariance is eigen-decomposed: exact, and far
+        faster than a full SVD of the data (1437x64 digits: ~3 ms instead of up to ~1 s when BLAS
+        threads compete for cores; MNIST: ~0.3 s instead of seconds)."""
         from sklearn.decomposition import PCA
 
         flat = x.reshape(len(x), -1).double().cpu().numpy()
         if len(flat) <= self.latent_dim:
             raise ValueError(f"pca needs more than latent_dim={self.latent_dim} examples; got {len(flat)}")
-        pca = PCA(n_components=self.latent_dim, svd_solver="full").fit(flat)
+        solver = "covariance_eigh" if len(flat) >= flat.shape[1] else "full"
+        try:
+            pca = PCA(n_components=self.latent_dim, svd_solver=solver).fit(flat)
+        except ValueError:  # scikit-learn < 1.5 has no covariance_eigh
+            pca = PCA(n_components=self.latent_dim, svd_solver="full").fit(flat)
         self.load_from_sklearn(pca)
         return self
 

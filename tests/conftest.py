@@ -1,0 +1,116 @@
+"""Shared fixtures for the vaelab test suite.
+
+Fixtures other test files may use:
+
+- ``digits`` (session): ``(train, test)`` :class:`vaelab.data.Dataset` of scikit-learn's 8x8 digits.
+- ``digits_runs`` (session): ``dict`` model name -> run folder :class:`~pathlib.Path` holding a trained
+  ``'pca'``, ``'ae'``, ``'vae'`` and ``'cvae'`` on digits (latent_dim 2, hidden (32,), a few epochs,
+  validation fraction 0.1). Each folder has ``config.json``, ``model.safetensors``, ``metrics.jsonl``
+  (and ``trainer.pt`` for the trainable models), exactly as ``vaelab train --out RUN`` writes them.
+  Treat these folders as READ-ONLY (they are shared by every test); copy one with
+  ``shutil.copytree`` into ``tmp_path`` before modifying it.
+- ``mnist_dir`` (session): the data dir holding ``mnist/`` (``$VAELAB_DATA_DIR`` or ../shared/data);
+  skips when the files are absent, fails when ``CI == "true"``.
+
+The suite runs torch on ONE thread (``torch.set_num_threads(1)`` below): every tensor here is tiny,
+and on a shared 2-core machine a second intra-op thread only spins against other processes
+(measured: a full-batch linear-AE fit went from ~100 s to a few seconds under load).
+
+Helpers (import with ``from conftest import ...``): ``contract_params(name)`` builds the small
+constructor arguments the contract suite uses for any registered model.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from vaelab.data import Dataset, load_dataset
+from vaelab.models import config_fields, model_class
+
+torch.set_num_threads(1)
+
+DIGITS_SHAPE = (1, 8, 8)
+DIGITS_CLASSES = 10
+MNIST_NAMES = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
+               "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+
+# Extra constructor arguments a model needs beyond the generic small sizes below; a registered
+# model missing from this table is built from its Config defaults (plus input_shape, n_classes).
+MODEL_KWARGS: dict[str, dict[str, Any]] = {
+    "ae": {"hidden": (32,)},
+    "vae": {"hidden": (32,)},
+    "cvae": {"hidden": (32,)},
+    "hvae": {"latent_dims": (4, 2), "hidden": ((32,),)},
+}
+
+# Settings of the shared trained runs: (model options, epochs)
+DIGITS_RUNS: dict[str, tuple[dict[str, Any], int]] = {
+    "pca": ({"latent_dim": 2}, 1),
+    "ae": ({"latent_dim": 2, "hidden": (32,)}, 4),
+    "vae": ({"latent_dim": 2, "hidden": (32,)}, 4),
+    "cvae": ({"latent_dim": 2, "hidden": (32,)}, 4),
+}
+
+
+def contract_params(name: str, input_shape: tuple[int, ...] = DIGITS_SHAPE,
+                    n_classes: int = DIGITS_CLASSES) -> dict[str, Any]:
+    """Small constructor arguments for registered model ``name`` on data of ``input_shape``.
+
+    input_shape always; latent_dim=2 when the model has that field and no required value of its own;
+    n_classes for conditional models; then the model's row of MODEL_KWARGS (keys it lacks are dropped).
+    """
+    cls = model_class(name)
+    fields = {f.name: f for f in dataclasses.fields(cls.Config)}
+    params: dict[str, Any] = {"input_shape": tuple(input_shape)}
+    if "latent_dim" in fields:
+        params["latent_dim"] = 2
+    if cls.conditional and "n_classes" in fields:
+        params["n_classes"] = n_classes
+    params.update(MODEL_KWARGS.get(name, {}))
+    return {k: v for k, v in params.items() if k in config_fields(name)}
+
+
+def quiet_env() -> dict[str, str]:
+    """Environment for CliRunner: no colours, no progress noise."""
+    return {"NO_COLOR": "1", "TERM": "dumb"}
+
+
+@pytest.fixture(scope="session")
+def digits() -> tuple[Dataset, Dataset]:
+    """(train, test) splits of the embedded 8x8 digits, x in [0, 1], shape (N, 1, 8, 8)."""
+    return load_dataset("digits", "train"), load_dataset("digits", "test")
+
+
+@pytest.fixture(scope="session")
+def digits_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Trained run folders on digits: {'pca', 'ae', 'vae', 'cvae'} -> Path (read-only, shared)."""
+    from vaelab.runs import train_run
+    from vaelab.train import TrainConfig
+
+    root = tmp_path_factory.mktemp("digits_runs")
+    runs: dict[str, Path] = {}
+    torch.manual_seed(0)
+    for name, (options, epochs) in DIGITS_RUNS.items():
+        cfg = TrainConfig(epochs=epochs, batch_size=64, lr=2e-3, seed=0, device="cpu", progress=False)
+        train_run(name, "digits", root / name, options, cfg, val_fraction=0.1)
+        runs[name] = root / name
+    return runs
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    """Folder holding mnist/ with the four IDX files (skip when absent; fail on CI)."""
+    env = os.environ.get("VAELAB_DATA_DIR")
+    root = Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
+    missing = [n for n in MNIST_NAMES if not (root / "mnist" / n).is_file()]
+    if missing:
+        msg = f"MNIST not available in {root / 'mnist'} (missing {', '.join(missing)})"
+        if os.environ.get("CI") == "true":
+            pytest.fail(msg)
+        pytest.skip(msg)
+    return root

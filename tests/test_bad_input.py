@@ -1,0 +1,264 @@
+"""Bad input gives a clear error at the boundary: naming the bad value and the allowed ones.
+
+CLI: exit code 2 and 'error: ...' (no traceback). Python API: ValueError (or FileNotFoundError).
+"""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import vaelab
+from vaelab import checkpoint
+from vaelab.cli import app
+from vaelab.models import REGISTRY, build_model, config_fields
+from vaelab.models.vae import VariationalAE
+from vaelab.train import TrainConfig, TrainingDiverged, fit
+
+ENV = {"NO_COLOR": "1", "TERM": "dumb", "COLUMNS": "200"}
+
+
+def cli(*args, env: dict[str, str] | None = None):
+    r = CliRunner().invoke(app, [str(a) for a in args], env={**ENV, **(env or {})})
+    return r
+
+
+def assert_cli_error(r, *needles: str) -> None:
+    assert r.exit_code == 2, (r.exit_code, r.output)
+    assert "error: " in r.output and "Traceback" not in r.output, r.output
+    for needle in needles:
+        assert needle in r.output, (needle, r.output)
+
+
+@pytest.fixture
+def X() -> np.ndarray:
+    from sklearn.datasets import load_digits
+
+    return load_digits().data[:200] / 16.0  # (200, 64) in [0, 1]
+
+
+# -- NaN / Inf ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("estimator", [vaelab.PCA, vaelab.AE, vaelab.VAE])
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_estimator_fit_rejects_non_finite(X, estimator, bad):
+    X = X.copy()
+    X[7, 3] = bad
+    with pytest.raises(ValueError, match=r"NaN/Inf.*example 7.*allowed: finite"):
+        estimator(latent_dim=2).fit(X)
+
+
+def test_cli_rejects_npy_with_nan(tmp_path):
+    a = np.random.default_rng(0).random((40, 8, 8)).astype(np.float32)
+    a[5, 1, 1] = np.nan
+    np.save(tmp_path / "bad.npy", a)
+    r = cli("train", "--data", tmp_path / "bad.npy", "--epochs", "1", "--no-progress", "--out", tmp_path / "run")
+    assert_cli_error(r, "bad.npy", "NaN")
+    assert not (tmp_path / "run" / checkpoint.WEIGHTS).exists()
+
+
+# -- shapes -------------------------------------------------------------------------------------------------
+def test_loaded_model_rejects_wrong_shapes(digits_runs):
+    model = vaelab.load(digits_runs["vae"])
+    with pytest.raises(ValueError, match=r"3 channel\(s\); this model expects 1"):
+        model.reconstruct(torch.rand(2, 3, 8, 8))
+    with pytest.raises(ValueError, match=r"example shape \(10,\).*expects \(1, 8, 8\) or flat \(64,\)"):
+        model.reconstruct(torch.rand(2, 10))
+    assert model.reconstruct(torch.rand(2, 64)).shape == (2, 1, 8, 8)
+
+
+def test_estimator_rejects_wrong_shapes(X):
+    vae = vaelab.VAE(latent_dim=2, hidden=(16,), epochs=1).fit(X)
+    with pytest.raises(ValueError, match=r"example shape \(10,\).*expects \(64,\)"):
+        vae.transform(X[:, :10])
+    with pytest.raises(ValueError, match=r"Z has shape \(4, 3\); expected \(n, 2\)"):
+        vae.inverse_transform(np.zeros((4, 3)))
+    with pytest.raises(ValueError, match=r"X has shape \(64,\); allowed"):
+        vae.transform(X[0])
+
+
+# -- configuration values ------------------------------------------------------------------------------
+@pytest.mark.parametrize("name", sorted(n for n in REGISTRY if "latent_dim" in config_fields(n)))
+@pytest.mark.parametrize("bad", [0, -1])
+def test_latent_dim_below_one_is_rejected(name, bad):
+    extra = {"n_classes": 10} if REGISTRY[name].conditional else {}
+    with pytest.raises(ValueError, match=rf"latent_dim={bad} must be >= 1"):
+        build_model(name, input_shape=(1, 8, 8), latent_dim=bad, **extra)
+
+
+@pytest.mark.parametrize("bad", ["0", "-1"])
+def test_cli_latent_dim_below_one(tmp_path, bad):
+    r = cli("train", "--latent-dim", bad, "--epochs", "1", "--no-progress", "--out", tmp_path / "run")
+    assert_cli_error(r, f"latent_dim={bad} must be >= 1")
+
+
+@pytest.mark.parametrize("option,value,allowed", [
+    ("--model", "nope", "'vae'"),
+    ("--likelihood", "nope", "'gaussian'"),
+    ("--binarize", "nope", "'dynamic'"),
+    ("--arch", "nope", "'conv'"),
+    ("--activation", "nope", "'tanh'"),
+    ("--objective", "nope", "'iwae'"),
+])
+def test_cli_unknown_names(tmp_path, option, value, allowed):
+    r = cli("train", option, value, "--epochs", "1", "--no-progress", "--out", tmp_path / "run")
+    assert_cli_error(r, f"={value!r} is not known", "allowed", allowed)
+
+
+@pytest.mark.parametrize("kwargs,needle", [
+    ({"likelihood": "nope"}, "likelihood='nope' is not known; allowed"),
+    ({"binarize": "nope"}, "binarize='nope' is not known; allowed"),
+    ({"arch": "nope"}, "arch='nope' is not known; allowed"),
+    ({"activation": "nope"}, "activation='nope' is not known; allowed"),
+    ({"latent_dim": 0}, "latent_dim=0 must be >= 1"),
+])
+def test_estimator_unknown_names(X, kwargs, needle):
+    with pytest.raises(ValueError, match=needle.replace("(", r"\(")):
+        vaelab.VAE(epochs=1, **kwargs).fit(X)
+
+
+def test_option_not_applicable_to_model(tmp_path):
+    r = cli("train", "--model", "pca", "--likelihood", "gaussian", "--no-progress", "--out", tmp_path / "run")
+    assert_cli_error(r, "['likelihood']", "'pca'", "latent_dim")
+    r = cli("train", "--model", "vae", "--loss", "l1", "--no-progress", "--out", tmp_path / "run")
+    assert_cli_error(r, "['loss']", "'vae'", "likelihood")
+
+
+def test_bernoulli_needs_unit_interval_data(tmp_path):
+    r = cli("train", "--data", "swiss-roll", "--likelihood", "bernoulli", "--epochs", "1", "--no-progress",
+            "--out", tmp_path / "run")
+    assert_cli_error(r, "likelihood='bernoulli' needs data in [0, 1]", "'swiss-roll'", "gaussian")
+    from vaelab.data import load_dataset
+
+    x = load_dataset("swiss-roll").x[:300].numpy()
+    with pytest.raises(ValueError, match=r"needs data in \[0, 1\]"):
+        vaelab.VAE(likelihood="bernoulli", epochs=1).fit(x)
+    with pytest.raises(ValueError, match=r"binarize='dynamic' needs X in \[0, 1\]"):
+        vaelab.VAE(likelihood="gaussian", binarize="dynamic", epochs=1).fit(x)
+
+
+# -- run folders ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("command", ["sample", "reconstruct"])
+def test_missing_run_folder(tmp_path, command):
+    r = cli(command, tmp_path / "nope", "--out", tmp_path / "x.png")
+    assert_cli_error(r, "nope", "does not exist")
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        vaelab.load(tmp_path / "nope")
+
+
+def test_folder_without_checkpoint(tmp_path):
+    r = cli("sample", tmp_path, "--out", tmp_path / "x.png")
+    assert_cli_error(r, "holds no checkpoint", "config.json", "model.safetensors")
+
+
+@pytest.fixture
+def vae_copy(digits_runs, tmp_path) -> Path:
+    run = tmp_path / "vae"
+    shutil.copytree(digits_runs["vae"], run)
+    return run
+
+
+def test_truncated_weights(vae_copy, tmp_path):
+    w = vae_copy / checkpoint.WEIGHTS
+    w.write_bytes(w.read_bytes()[: w.stat().st_size // 2])
+    assert_cli_error(cli("sample", vae_copy, "--out", tmp_path / "x.png"), "model.safetensors", "corrupted")
+    with pytest.raises(ValueError, match="corrupted"):
+        vaelab.load(vae_copy)
+
+
+@pytest.mark.parametrize("text,needle", [
+    ('{"model": ', "not valid JSON"),
+    ('[1, 2]', "lacks the 'model'"),
+    ('{"model": "nope", "model_config": {}}', "model='nope' is not known; allowed"),
+])
+def test_corrupted_config(vae_copy, tmp_path, text, needle):
+    (vae_copy / checkpoint.CONFIG).write_text(text)
+    assert_cli_error(cli("reconstruct", vae_copy, "--out", tmp_path / "x.png"), needle)
+
+
+def test_config_with_unknown_field(vae_copy):
+    cfg = json.loads((vae_copy / checkpoint.CONFIG).read_text())
+    cfg["model_config"]["latnt_dim"] = 3
+    (vae_copy / checkpoint.CONFIG).write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match=r"unknown VAEConfig field\(s\) \['latnt_dim'\]; allowed"):
+        vaelab.load(vae_copy)
+
+
+def test_weights_that_do_not_match_the_config(vae_copy):
+    cfg = json.loads((vae_copy / checkpoint.CONFIG).read_text())
+    cfg["model_config"]["hidden"] = [17]
+    (vae_copy / checkpoint.CONFIG).write_text(json.dumps(cfg))
+    with pytest.raises(ValueError, match="does not match its config.json"):
+        vaelab.load(vae_copy)
+
+
+def test_mnist_absent_offline(tmp_path):
+    empty = tmp_path / "data"
+    empty.mkdir()
+    r = cli("train", "--data", "mnist", "--epochs", "1", "--no-progress", "--out", tmp_path / "run",
+            env={"VAELAB_DATA_DIR": str(empty), "VAELAB_MNIST_MIRRORS": "http://127.0.0.1:1/"})
+    assert_cli_error(r, str(empty / "mnist"), "train-images-idx3-ubyte.gz", "VAELAB_DATA_DIR")
+
+
+def test_sample_arguments(digits_runs, tmp_path):
+    assert_cli_error(cli("sample", digits_runs["vae"], "-n", "0", "--out", tmp_path / "x.png"), "n=0 must be >= 1")
+    assert_cli_error(cli("sample", digits_runs["vae"], "--temperature", "0", "--out", tmp_path / "x.png"),
+                     "temperature=0")
+    assert_cli_error(cli("sample", digits_runs["cvae"], "--label", "10", "--out", tmp_path / "x.png"),
+                     "class label 10", "allowed: 0..9")
+
+
+# -- training failures ----------------------------------------------------------------------------------
+def test_failed_resume_keeps_the_last_good_checkpoint(tmp_path):
+    run = tmp_path / "vae"
+    base = ["train", "--model", "vae", "--hidden", "16", "--latent-dim", "2", "--no-progress", "--device", "cpu",
+            "--out", run]
+    assert cli(*base, "--epochs", "2").exit_code == 0
+    saved = {f: (run / f).read_bytes() for f in (checkpoint.WEIGHTS, checkpoint.TRAINER, checkpoint.METRICS)}
+    r = cli(*base, "--epochs", "4", "--lr", "1e6", "--resume")
+    assert_cli_error(r, "NaN/Inf", "lr", "1000000", "last good checkpoint (epoch 2) was kept")
+    for f, data in saved.items():
+        assert (run / f).read_bytes() == data, f"{f} was overwritten by a failed run"
+    assert vaelab.load(run).sample(2).isfinite().all()
+
+
+def _nan_on(monkeypatch, bad_calls: set[int]) -> list[int]:
+    """Make VariationalAE.elbo_parts return NaN on the given training-call numbers (0-based)."""
+    calls: list[int] = []
+    original = VariationalAE.elbo_parts
+
+    def elbo_parts(self, x, y=None):
+        recon, kl = original(self, x, y)
+        if self.training:
+            calls.append(len(calls))
+            if calls[-1] in bad_calls:
+                recon = recon * float("nan")
+        return recon, kl
+
+    monkeypatch.setattr(VariationalAE, "elbo_parts", elbo_parts)
+    return calls
+
+
+def test_non_finite_steps_are_skipped_and_counted(monkeypatch, digits):
+    train, test = digits                      # 1437 examples: 12 steps of 128 per epoch
+    calls = _nan_on(monkeypatch, {2, 5, 9, 15})
+    torch.manual_seed(0)
+    model = build_model("vae", input_shape=(1, 8, 8), latent_dim=2, hidden=(16,))
+    history = fit(model, train, test, cfg=TrainConfig(epochs=2, batch_size=128, progress=False, device="cpu"))
+    assert len(calls) == 24
+    assert [r["skipped_steps"] for r in history] == [3, 4]
+    assert all(np.isfinite(r["loss"]) and np.isfinite(r["val_elbo"]) for r in history)
+
+
+def test_skipped_steps_do_not_change_the_weights(monkeypatch, digits):
+    train, _ = digits
+    _nan_on(monkeypatch, set(range(1000)))
+    model = build_model("vae", input_shape=(1, 8, 8), latent_dim=2, hidden=(16,))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(TrainingDiverged, match=r"5 non-finite steps in a row at epoch 1.*lr"):
+        fit(model, train, cfg=TrainConfig(epochs=1, batch_size=128, progress=False, max_bad_steps=5))
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
