@@ -51,10 +51,11 @@ def pairs(x: torch.Tensor, x_rec: torch.Tensor, n: int = 8) -> torch.Tensor:
 
 
 def latent_scatter(z: np.ndarray, y: np.ndarray | None = None, title: str = "",
-                   class_names: tuple[str, ...] = ()) -> Figure:
-    """2-D scatter of latent codes coloured by class; d > 2 uses the first two principal components."""
+                   class_names: tuple[str, ...] = (), axis_labels: tuple[str, str] = ("z[0]", "z[1]")) -> Figure:
+    """2-D scatter of latent codes coloured by class (500 x 450 px); d > 2 uses the first two principal
+    components (and says so on the axes)."""
     z = np.asarray(z, dtype=np.float64)
-    xlabel, ylabel = "z[0]", "z[1]"
+    xlabel, ylabel = axis_labels
     if z.shape[1] > 2:
         from sklearn.decomposition import PCA
 
@@ -71,5 +72,98 @@ def latent_scatter(z: np.ndarray, y: np.ndarray | None = None, title: str = "",
         if class_names:
             cb.ax.set_yticklabels([class_names[int(i)] for i in np.unique(y)])
     ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+    fig.tight_layout()
+    return fig
+
+
+# -- latent-space geometry: codes to decode (pure tensor functions) ------------------------------------
+def gaussian_lattice(n: int) -> torch.Tensor:
+    """Kingma & Welling's manifold axis: z = Phi^-1(u) for u = (i + 0.5) / n, i = 0..n-1: (n,)."""
+    if n < 2:
+        raise ValueError(f"n={n} must be >= 2 points per side")
+    u = (torch.arange(n, dtype=torch.float64) + 0.5) / n
+    return torch.special.ndtri(u).float()
+
+
+def lattice_codes(xs: torch.Tensor, ys: torch.Tensor, dims: tuple[int, int], base: torch.Tensor) -> torch.Tensor:
+    """Codes for a decoded grid: row r, column c sets z[dims[0]] = xs[c], z[dims[1]] = ys[-1 - r]
+    (so z[dims[1]] grows upwards like a plot's y axis); other entries from ``base`` (d,). -> (len(ys) * len(xs), d)."""
+    gy, gx = torch.meshgrid(ys.flip(0), xs, indexing="ij")         # (ny, nx) each
+    z = base.reshape(1, -1).repeat(gx.numel(), 1)                   # (ny * nx, d)
+    z[:, dims[0]] = gx.reshape(-1).to(z)
+    z[:, dims[1]] = gy.reshape(-1).to(z)
+    return z
+
+
+def lerp(a: torch.Tensor, b: torch.Tensor, steps: int) -> torch.Tensor:
+    """Linear interpolation from a (d,) to b (d,), both ends included: (steps, d)."""
+    t = torch.linspace(0, 1, steps, dtype=a.dtype, device=a.device)[:, None]
+    return (1 - t) * a + t * b
+
+
+def slerp(a: torch.Tensor, b: torch.Tensor, steps: int) -> torch.Tensor:
+    """Spherical interpolation (White, 2016): along the great circle between the directions of a and b,
+    norms interpolated linearly; falls back to lerp when a and b are (anti)parallel or zero: (steps, d)."""
+    na, nb = a.norm(), b.norm()
+    if na < 1e-8 or nb < 1e-8:
+        return lerp(a, b, steps)
+    omega = torch.arccos(torch.clamp((a / na) @ (b / nb), -1.0, 1.0))
+    if torch.sin(omega).abs() < 1e-6:
+        return lerp(a, b, steps)
+    t = torch.linspace(0, 1, steps, dtype=a.dtype, device=a.device)[:, None]
+    s = torch.sin(omega)
+    direction = (torch.sin((1 - t) * omega) / s) * (a / na) + (torch.sin(t * omega) / s) * (b / nb)
+    return direction * ((1 - t) * na + t * nb)
+
+
+def traversal_codes(base: torch.Tensor, dims: list[int], values: torch.Tensor) -> torch.Tensor:
+    """Row i sets z[dims[i]] to ``values`` (steps,) or ``values[i]`` (rows, steps), the rest at ``base`` (d,):
+    -> (len(dims) * steps, d)."""
+    values = values.expand(len(dims), values.shape[-1])            # (rows, steps)
+    z = base.reshape(1, 1, -1).repeat(len(dims), values.shape[1], 1)  # (rows, steps, d)
+    for row, dim in enumerate(dims):
+        z[row, :, dim] = values[row].to(z)
+    return z.reshape(-1, base.numel())
+
+
+# -- figures --------------------------------------------------------------------------------------------
+def image_figure(grid: np.ndarray, title: str, size: tuple[float, float], row_labels: list[str] = (),
+                 col_labels: list[str] = (), xlabel: str = "", ylabel: str = "") -> Figure:
+    """Show a uint8 grid (H, W, C) under a title; ``row_labels`` / ``col_labels`` name its equal-sized rows /
+    columns (thinned to at most 11 shown). ``size`` is (width, height) in inches at 100 dpi."""
+    fig = Figure(figsize=size, dpi=100)
+    ax = fig.add_subplot()
+    ax.imshow(grid[..., 0] if grid.shape[-1] == 1 else grid, cmap="gray", vmin=0, vmax=255,
+              interpolation="nearest")
+    for labels, extent, set_ticks in ((row_labels, grid.shape[0], ax.set_yticks),
+                                      (col_labels, grid.shape[1], ax.set_xticks)):
+        step = max(1, math.ceil(len(labels) / 11))
+        cell = extent / max(len(labels), 1)
+        shown = range(0, len(labels), step)
+        set_ticks([cell * (i + 0.5) for i in shown], [labels[i] for i in shown])
+    ax.tick_params(length=0, labelsize=8)
+    ax.set(title=title, xlabel=xlabel, ylabel=ylabel)
+    fig.tight_layout()
+    return fig
+
+
+def training_curves(rows: list[dict], keys: tuple[str, ...], title: str = "") -> Figure:
+    """One panel per metric in ``keys``: the training value and ``val_<key>`` per epoch (1000 x 320 px)."""
+    fig = Figure(figsize=(10, 3.2), dpi=100)
+    keys = tuple(k for k in keys if any(k in r or f"val_{k}" in r for r in rows))
+    if not keys:
+        raise ValueError(f"no training curves to draw: the metrics rows hold none of {list(keys)}")
+    for i, key in enumerate(keys):
+        ax = fig.add_subplot(1, len(keys), i + 1)
+        for name, style in ((key, "-"), (f"val_{key}", "--")):
+            pts = [(r["epoch"], r[name]) for r in rows if r.get(name) is not None]
+            if pts:
+                ep, v = zip(*pts)
+                ax.plot(ep, v, style, marker="." if len(pts) < 30 else None,
+                        label="validation" if name.startswith("val_") else "training")
+        ax.set(xlabel="epoch", title=key + (" (nats)" if key in ("elbo", "recon", "kl") else ""))
+        ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     return fig

@@ -1,0 +1,48 @@
+"""vaelab plot: one picture of a run (latent scatter, manifold, interpolation, ... training curves)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .. import plots
+from . import app
+from .common import friendly
+from .io import write_png
+
+
+def parse_dims(text: str | None) -> tuple[int, ...] | None:
+    """'0,1' -> (0, 1); dimensions may be 0."""
+    if text is None:
+        return None
+    try:
+        dims = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ValueError(f"--dims {text!r} must be comma-separated latent dimensions, e.g. 0,1") from None
+    if not dims or min(dims) < 0:
+        raise ValueError(f"--dims {text!r} must list latent dimensions >= 0, e.g. 0,1")
+    return dims
+
+
+@app.command()
+@friendly
+def plot(
+    run: Path = typer.Argument(..., help="run folder"),
+    kind: str = typer.Option(..., help="latent | manifold | interpolate | recon | samples | traverse | curves"),
+    out: Path = typer.Option(Path("plot.png"), help="PNG file to write"),
+    dims: Optional[str] = typer.Option(None, help="latent dims, e.g. 0,1 (manifold/latent: two; traverse: any)"),
+    n: Optional[int] = typer.Option(None, "--n", "-n", help="count: images, steps or grid side (kind default)"),
+    temperature: float = typer.Option(1.0, help="scale of the prior draws (samples)"),
+    label: Optional[int] = typer.Option(None, help="class to condition on (conditional models)"),
+    data_dir: Optional[Path] = typer.Option(None, help="where mnist/ lives (else $VAELAB_DATA_DIR)"),
+    seed: int = typer.Option(0, help="seeds prior draws and the choice of test images"),
+) -> None:
+    """Draw one picture of a trained run into a PNG."""
+    if kind not in plots.KINDS:
+        raise ValueError(f"--kind {kind!r} is not known; allowed: {list(plots.KINDS)}")
+    opts = plots.PlotOptions(dims=parse_dims(dims), n=n, temperature=temperature, seed=seed, label=label)
+    data = plots.load_run(run, data_dir, with_test=kind in plots.NEEDS_TEST_DATA)
+    picture = plots.make_plot(kind, data.model, data.test, data.history, opts)
+    write_png(out, picture)
+    typer.echo(f"wrote {kind} of {data.model.name} run {str(run)!r} to {out}")
