@@ -146,6 +146,15 @@ def test_resume_continues_a_run(tmp_path):
     assert any(not torch.equal(weights_after_2[k], after_4[k]) for k in after_4)
 
 
+def test_seed_fixes_weights_and_training(tmp_path):
+    base = ["train", "--model", "vae", "--hidden", "16", "--epochs", "1", "--no-progress", "--device", "cpu"]
+    for name, seed in (("a", "5"), ("b", "5"), ("c", "6")):
+        assert invoke(*base, "--seed", seed, "--out", tmp_path / name).exit_code == 0
+    weights = {n: (tmp_path / n / checkpoint.WEIGHTS).read_bytes() for n in "abc"}
+    assert weights["a"] == weights["b"]
+    assert weights["a"] != weights["c"]
+
+
 def test_resume_of_a_different_model_is_refused(digits_runs, tmp_path):
     run = tmp_path / "vae"
     shutil.copytree(digits_runs["vae"], run)

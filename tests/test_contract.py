@@ -5,16 +5,20 @@ A model registered later (e.g. 'hvae') is covered automatically: it is built fro
 """
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from torch.distributions import Distribution
 
 import vaelab
 from conftest import contract_params
 from vaelab import checkpoint, objectives
-from vaelab.models import REGISTRY, build_model
+from vaelab.config import from_dict, to_dict
+from vaelab.models import REGISTRY, build_model, config_fields, model_class
 from vaelab.objectives import ObjectiveConfig
 from vaelab.train import TrainConfig, fit
 
@@ -165,3 +169,25 @@ def test_fit_runs_a_couple_of_epochs(built, digits):
     if model.trainable:
         assert history[-1]["skipped_steps"] == 0
         assert "val_mse" in history[-1]
+
+
+@pytest.mark.parametrize("name", MODELS)
+@settings(max_examples=25, deadline=None)
+@given(latent=st.integers(1, 64), hidden=st.lists(st.integers(1, 512), min_size=1, max_size=3),
+       shape=st.sampled_from([(1, 8, 8), (3, 16, 16), (5,)]))
+def test_config_json_round_trip(name, latent, hidden, shape):
+    """config -> JSON text -> config is the identity (tuples survive as tuples)."""
+    params = contract_params(name, input_shape=shape)
+    fields = config_fields(name)
+    if "latent_dim" in fields:
+        params["latent_dim"] = latent
+    if "hidden" in fields:
+        params["hidden"] = tuple(hidden)
+    cfg = from_dict(model_class(name).Config, params)
+    back = from_dict(model_class(name).Config, json.loads(json.dumps(to_dict(cfg))))
+    assert back == cfg and hash(back) == hash(cfg)
+
+
+def test_unknown_config_key_is_rejected():
+    with pytest.raises(ValueError, match=r"unknown VAEConfig field\(s\) \['latnt_dim'\]; allowed: .*'latent_dim'"):
+        build_model("vae", input_shape=(1, 8, 8), latnt_dim=2)

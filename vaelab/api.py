@@ -47,8 +47,10 @@ class _LatentEstimator(TransformerMixin, BaseEstimator):
                              f"[{float(x.min()):.3g}, {float(x.max()):.3g}]: use binarize='none'")
         if binarize == "static":  # one fixed draw, as load_dataset does
             x = torch.bernoulli(x, generator=torch.Generator().manual_seed(1234))
+        torch.manual_seed(getattr(self, "seed", 0))  # the seed also fixes the initial weights
         self.model_ = build_model(self.model_name, **self._model_params(x, labels))
         self.flat_input_ = x.dim() == 2
+        self.x_shape_ = tuple(np.shape(X)[1:])  # outputs come back in the shape X had: (n, *x_shape_)
         info = DataInfo(name="array", shape=tuple(x.shape[1:]), is_image=x.dim() == 4,
                         n_classes=self.model_.n_classes, binarize=binarize)
         self.history_ = fit(self.model_, Dataset(x, labels if self.model_.n_classes else None, info),
@@ -77,7 +79,7 @@ class _LatentEstimator(TransformerMixin, BaseEstimator):
 
     def _out(self, t: torch.Tensor) -> np.ndarray:
         t = t.detach().cpu()
-        return (t.reshape(len(t), -1) if self.flat_input_ else t).numpy()
+        return t.reshape(len(t), *self.x_shape_).numpy()
 
     @torch.no_grad()
     def transform(self, X: Any, y: Any = None) -> np.ndarray:
@@ -104,7 +106,7 @@ class _LatentEstimator(TransformerMixin, BaseEstimator):
         """Mean ELBO per example in nats (higher is better)."""
         m = self.model
         x = m.check_input(_as_tensor(X))
-        info = DataInfo(name="array", shape=m.input_shape)
+        info = DataInfo(name="array", shape=m.input_shape, binarize=self.info_.binarize)  # dynamic: one fixed draw
         return score(m, Dataset(x, self._labels(y, len(x)), info))["elbo"]
 
     def save(self, path: str | Path) -> Path:

@@ -114,6 +114,7 @@ def load_dataset(name: str, split: str = "train", data_dir: str | Path | None = 
         raise ValueError(f"split={split!r} is not known; allowed: ['train', 'test']")
     check_binarize(binarize)
     names: tuple[str, ...] = ()
+    file_classes: int | None = None
     if name == "digits":
         x, y, shape = _digits(split)
         is_image = True
@@ -125,6 +126,7 @@ def load_dataset(name: str, split: str = "train", data_dir: str | Path | None = 
         is_image = False
     elif Path(name).exists():
         x, y, is_image, names = _from_path(Path(name), size)
+        file_classes = max(len(names), _count_classes(y, name))  # both splits agree, whatever each holds
         x, y = _path_split(x, y, split, seed)
         if x.ndim == 3 and is_image:
             x = x[:, None]
@@ -137,7 +139,7 @@ def load_dataset(name: str, split: str = "train", data_dir: str | Path | None = 
     if binarize != "none" and (not is_image or xt.min() < 0 or xt.max() > 1):
         raise ValueError(f"binarize={binarize!r} needs pixel values in [0, 1]; data {name!r} is not")
     yt = None if y is None else torch.as_tensor(np.asarray(y), dtype=torch.int64)
-    n_classes = int(yt.max()) + 1 if yt is not None else 0
+    n_classes = file_classes if file_classes is not None else int(yt.max()) + 1 if yt is not None else 0
     if name == "swiss-roll":
         names = tuple(f"t-bin {i}" for i in range(10))
     elif not names and n_classes:
@@ -149,6 +151,18 @@ def load_dataset(name: str, split: str = "train", data_dir: str | Path | None = 
         gen = torch.Generator().manual_seed(1234 + (split == "test"))
         ds.x = torch.bernoulli(ds.x, generator=gen)
     return ds
+
+
+def _count_classes(y: np.ndarray | None, name: str) -> int:
+    """Number of classes max(y) + 1 of user labels, which must be integers >= 0 (0: no labels)."""
+    if y is None or len(y) == 0:
+        return 0
+    y = np.asarray(y)
+    if y.dtype.kind not in "iub" and not (y.dtype.kind == "f" and np.isfinite(y).all() and (y == np.round(y)).all()):
+        raise ValueError(f"data {name!r} has non-integer labels y (dtype {y.dtype}); allowed: integers >= 0")
+    if y.min() < 0:
+        raise ValueError(f"data {name!r} has label {int(y.min())}; allowed: integers >= 0 (class ids)")
+    return int(y.max()) + 1
 
 
 def _path_split(x: np.ndarray, y: np.ndarray | None, split: str, seed: int):

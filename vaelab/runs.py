@@ -4,6 +4,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from . import checkpoint
 from .data import Dataset, load_dataset, load_from_info, split_validation
 from .models import LatentModel, build_model, config_fields, model_class
@@ -44,6 +46,7 @@ def train_run(model: str, data: str, out: str | Path | None, model_options: dict
         net = checkpoint.load(out)
     else:
         full = load_dataset(data, "train", data_dir=data_dir, binarize=binarize, size=size)
+        torch.manual_seed(train_cfg.seed)  # the seed also fixes the initial weights
         net = build_model(model, **model_params_for(model, full, model_options))
     train, val = split_validation(full, val_fraction, seed=train_cfg.seed)
     history = fit(net, train, val, objective, train_cfg, run_dir=out, resume=resume,
