@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import contract_params
 from typer.testing import CliRunner
 
 from vaelab import features as feats
@@ -16,7 +17,7 @@ from vaelab.cli import app
 from vaelab.data import load_dataset
 from vaelab.evaluate import (active_units, batch_log_weights, evaluate, example_noise, iwae_curve,
                              log_likelihood, posterior_stats, probe_accuracy)
-from vaelab.models import build_model
+from vaelab.models import REGISTRY, build_model
 from vaelab.train import TrainConfig, fit
 
 
@@ -69,11 +70,13 @@ def test_fast_path_matches_torch_distributions(bvae, binary_digits):
     torch.testing.assert_close(fast, ref, atol=1e-4, rtol=1e-5)
 
 
-def test_chunked_nll_equals_unchunked(bvae, binary_digits):
+def test_chunked_threaded_nll_equals_unchunked(bvae, binary_digits):
     x = binary_digits[1].x[:40]
-    one, _ = log_likelihood(bvae, x, k=300, batch_size=40, chunk=300, seed=3)
-    many, _ = log_likelihood(bvae, x, k=300, batch_size=3, chunk=7, seed=3)
+    threads = torch.get_num_threads()
+    one, _ = log_likelihood(bvae, x, k=300, batch_size=40, chunk=300, seed=3, workers=1)
+    many, _ = log_likelihood(bvae, x, k=300, batch_size=3, chunk=7, seed=3, workers=3)
     other, _ = log_likelihood(bvae, x, k=300, batch_size=40, chunk=300, seed=4)
+    assert torch.get_num_threads() == threads  # the worker pool restores torch's thread count
     torch.testing.assert_close(one, many, atol=1e-4, rtol=1e-6)
     assert not torch.allclose(one, other, atol=1e-4)  # the seed does change the samples
 
@@ -170,3 +173,19 @@ def test_cli_eval_rejects_bad_values(digits_runs, tmp_path):
     run = shutil.copytree(digits_runs["pca"], tmp_path / "pca")
     res = CliRunner().invoke(app, ["eval", str(run), "--iw-samples", "0"])
     assert res.exit_code == 2 and "--iw-samples 0" in res.output
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_evaluate_runs_for_every_registered_model(name, digits):
+    """Untrained small models: the evaluator follows the contract, not one model's internals."""
+    train, test = digits
+    torch.manual_seed(0)
+    model = build_model(name, **contract_params(name)).eval()
+    out = evaluate(model, test, train.subset(torch.arange(200)), iw_samples=4, max_examples=30, fd=False)
+    assert out["n_examples"] == 30 and out["model"] == name
+    if model.has_likelihood:
+        assert np.isfinite(out["nll"]) and out["elbo"] <= -out["nll_iw"] + 1e-9
+        assert len(out["kl_per_dim"]) >= 1 and all(np.isfinite(out["kl_per_dim"]))
+    else:
+        assert out["nll"] is None and out["elbo"] is None
+    assert 0 <= out["active_units"] <= model.latent_dim and 0 <= out["probe_accuracy"] <= 1

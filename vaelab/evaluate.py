@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,12 +28,12 @@ from .data import Dataset, for_evaluation
 from .models import LatentModel
 
 LOG_2PI = math.log(2 * math.pi)
-ROWS = 4096           # decoder rows (examples x samples) per call on the fast path
+ROWS = 2048           # decoder rows (examples x samples) per call on the fast path
 ACTIVE_THRESHOLD = 0.01  # Burda et al.: unit u is active when Cov_x(E_q[z_u]) > 0.01
 
 
 def default_sizes(k: int, batch_size: int | None = None, chunk: int | None = None) -> tuple[int, int]:
-    """(examples per batch, samples per chunk): about ROWS decoder rows per call."""
+    """(examples per batch, samples per chunk): about ROWS decoder rows per call (fits a 4 MB L2 cache)."""
     chunk = min(k, chunk or 256)
     batch_size = batch_size or max(1, ROWS // chunk)
     if batch_size < 1 or chunk < 1:
@@ -48,6 +49,14 @@ def example_noise(index: Tensor, k: int, d: int, seed: int = 0) -> Tensor:
         gen.manual_seed((seed * 1_000_003 + int(i)) % (2 ** 63))
         out[row] = torch.randn(k, d, generator=gen)
     return out
+
+
+@contextmanager
+def seeded(model: LatentModel, seed: int) -> Iterator[None]:
+    """Run a block with torch's global RNG seeded to ``seed`` and restore the RNG afterwards."""
+    with torch.random.fork_rng(devices=[model.device] if model.device.type == "cuda" else []):
+        torch.manual_seed(seed % (2 ** 63))
+        yield
 
 
 def _fast_path(model: LatentModel, q: Distribution) -> tuple[Tensor, Tensor] | None:
@@ -82,9 +91,9 @@ def batch_log_weights(model: LatentModel, x: Tensor, y: Tensor | None, index: Te
     if params is None:  # the model's own log_weights, seeded per (seed, first example, chunk)
         for j in range(0, k, chunk):
             c = min(chunk, k - j)
-            with torch.random.fork_rng(devices=[model.device] if model.device.type == "cuda" else []):
-                torch.manual_seed((seed * 1_000_003 + int(index[0]) * 7919 + j) % (2 ** 63))
-                yield model.log_weights(x, cond, c).transpose(0, 1)
+            with seeded(model, seed * 1_000_003 + int(index[0]) * 7919 + j):
+                lw = model.log_weights(x, cond, c).transpose(0, 1)
+            yield lw
         return
     mu, std = params                                                          # (B, d)
     b, d = mu.shape
@@ -101,36 +110,76 @@ def batch_log_weights(model: LatentModel, x: Tensor, y: Tensor | None, index: Te
         yield _log_px(px, x, c) + log_pz - log_q
 
 
-def _batches(n: int, batch_size: int) -> Iterator[slice]:
+def batch_slices(n: int, batch_size: int) -> Iterator[slice]:
+    """slice(0, b), slice(b, 2b), ... covering range(n)."""
     for start in range(0, n, batch_size):
         yield slice(start, min(n, start + batch_size))
 
 
-@torch.inference_mode()
+def default_workers(model: LatentModel) -> int:
+    """CPU + base-class log_weights: one single-threaded worker per torch thread; else 1 (see log_likelihood)."""
+    fast = type(model).log_weights is LatentModel.log_weights
+    return torch.get_num_threads() if fast and model.device.type == "cpu" else 1
+
+
+def _run_parallel(fn, items: list, workers: int, progress: bool) -> list:
+    """fn over items in ``workers`` threads, each with single-threaded torch ops (restored afterwards)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tqdm.auto import tqdm
+
+    threads = torch.get_num_threads()
+    if workers > 1:
+        torch.set_num_threads(1)
+    out = []
+    try:
+        with ThreadPoolExecutor(workers) as pool, tqdm(total=len(items), disable=not progress, desc="nll",
+                                                       leave=False) as bar:
+            for result in pool.map(fn, items):
+                out.append(result)
+                bar.update(1)
+    finally:
+        torch.set_num_threads(threads)
+    return out
+
+
 def log_likelihood(model: LatentModel, x: Tensor, y: Tensor | None = None, k: int = 1000, *,
                    batch_size: int | None = None, chunk: int | None = None, seed: int = 0,
-                   progress: bool = False) -> tuple[Tensor, Tensor]:
-    """Per-example IWAE_k estimate of log p(x) and the k-sample ELBO (mean log weight): (N,), (N,) float64."""
+                   workers: int | None = None, progress: bool = False) -> tuple[Tensor, Tensor]:
+    """Per-example IWAE_k estimate of log p(x) and the k-sample ELBO (mean log weight): (N,), (N,) float64.
+
+    ``workers`` > 1 scores batches in that many threads with single-threaded torch ops (torch's thread
+    count is set to 1 during the call): on a CPU this scales like intra-op threads when the cores are
+    free and does not collapse when they are shared. Default: ``default_workers(model)``. The result
+    does not depend on it (nor on batch_size / chunk) on the fast path."""
     if not model.has_likelihood:
         raise ValueError(f"model {model.name!r} has no likelihood p(x): log-likelihood is not defined")
     if k < 1:
         raise ValueError(f"iw_samples={k} must be >= 1")
     batch_size, chunk = default_sizes(k, batch_size, chunk)
+    workers = default_workers(model) if workers is None else workers
+    if workers < 1:
+        raise ValueError(f"workers={workers} must be >= 1")
+    if type(model).log_weights is not LatentModel.log_weights:
+        workers = 1  # the model's own log_weights draws from the global RNG: keep it sequential
     model.eval()
-    ll, elbo = torch.empty(len(x), dtype=torch.float64), torch.empty(len(x), dtype=torch.float64)
-    from tqdm.auto import tqdm
 
-    for sl in tqdm(list(_batches(len(x), batch_size)), disable=not progress, desc="nll", leave=False):
-        xb = x[sl].to(model.device)
-        yb = None if y is None else y[sl].to(model.device)
-        acc = torch.full((len(xb),), -math.inf, dtype=torch.float64)
-        total = torch.zeros(len(xb), dtype=torch.float64)
-        for lw in batch_log_weights(model, xb, yb, torch.arange(sl.start, sl.stop), k, chunk, seed):
-            lw = lw.double().cpu()
-            acc = torch.logaddexp(acc, torch.logsumexp(lw, 1))
-            total += lw.sum(1)
-        ll[sl], elbo[sl] = acc - math.log(k), total / k
-    return ll, elbo
+    def one(sl: slice) -> tuple[Tensor, Tensor]:
+        with torch.inference_mode():
+            xb = x[sl].to(model.device)
+            yb = None if y is None else y[sl].to(model.device)
+            acc = torch.full((len(xb),), -math.inf, dtype=torch.float64)
+            total = torch.zeros(len(xb), dtype=torch.float64)
+            for lw in batch_log_weights(model, xb, yb, torch.arange(sl.start, sl.stop), k, chunk, seed):
+                lw = lw.double().cpu()
+                acc = torch.logaddexp(acc, torch.logsumexp(lw, 1))
+                total += lw.sum(1)
+            return acc - math.log(k), total / k
+
+    parts = _run_parallel(one, list(batch_slices(len(x), batch_size)), workers, progress)
+    if not parts:
+        return torch.empty(0, dtype=torch.float64), torch.empty(0, dtype=torch.float64)
+    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
 
 
 @torch.inference_mode()
@@ -147,7 +196,7 @@ def iwae_curve(model: LatentModel, x: Tensor, ks: Sequence[int] = (1, 5, 50, 500
     batch_size, chunk = default_sizes(kmax, batch_size, chunk)
     model.eval()
     sums = dict.fromkeys(ks, 0.0)
-    for sl in _batches(len(x), batch_size):
+    for sl in batch_slices(len(x), batch_size):
         yb = None if y is None else y[sl].to(model.device)
         lw = torch.cat(list(batch_log_weights(model, x[sl].to(model.device), yb, torch.arange(sl.start, sl.stop),
                                               kmax, chunk, seed)), 1).double().cpu()  # (B, kmax)
@@ -158,19 +207,19 @@ def iwae_curve(model: LatentModel, x: Tensor, ks: Sequence[int] = (1, 5, 50, 500
 
 
 @torch.inference_mode()
-def posterior_stats(model: LatentModel, ds: Dataset, batch_size: int = 1000) -> dict[str, Any]:
-    """Posterior means (N, d), mean KL per latent group (G,) or None, reconstruction MSE per pixel."""
+def posterior_stats(model: LatentModel, ds: Dataset, batch_size: int = 1000, kl: bool = True) -> dict[str, Any]:
+    """Posterior means (N, d), mean KL per latent group (G,) (None without a likelihood or ``kl``), MSE per pixel."""
     means, kl_sum, mse = [], None, 0.0
-    for sl in _batches(len(ds), batch_size):
+    for sl in batch_slices(len(ds), batch_size):
         xb = model.check_input(ds.x[sl].to(model.device))
         yb = None if ds.y is None or not model.n_classes else ds.y[sl].to(model.device)
         means.append(model.encode(xb, yb).mean.reshape(len(xb), -1).double().cpu())
-        if model.has_likelihood:
-            kl = model.elbo_parts(xb, yb)[1].double().sum(0).cpu()           # (G,)
-            kl_sum = kl if kl_sum is None else kl_sum + kl
+        if kl and model.has_likelihood:
+            part = model.elbo_parts(xb, yb)[1].double().sum(0).cpu()         # (G,)
+            kl_sum = part if kl_sum is None else kl_sum + part
         mse += float(((model.reconstruct(xb, yb) - xb) ** 2).flatten(1).mean(1).sum())
-    kl = None if kl_sum is None else (kl_sum / len(ds))
-    return {"means": torch.cat(means), "kl_per_dim": kl, "recon_mse": mse / len(ds)}
+    return {"means": torch.cat(means), "kl_per_dim": None if kl_sum is None else kl_sum / len(ds),
+            "recon_mse": mse / len(ds)}
 
 
 def active_units(means: Tensor, threshold: float = ACTIVE_THRESHOLD) -> tuple[int, list[float]]:
@@ -191,46 +240,18 @@ def probe_accuracy(model: LatentModel, train: Dataset, test: Dataset, test_means
     train = for_evaluation(train)
     if len(train) > max_train:
         train = train.subset(torch.randperm(len(train), generator=torch.Generator().manual_seed(seed))[:max_train])
-    z_train = posterior_stats(model, train)["means"].numpy()
-    z_test = (test_means if test_means is not None else posterior_stats(model, test)["means"]).numpy()
+    z_train = posterior_stats(model, train, kl=False)["means"].numpy()
+    z_test = (test_means if test_means is not None else posterior_stats(model, test, kl=False)["means"]).numpy()
     clf = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
     clf.fit(z_train, train.y.numpy())
     return float(clf.score(z_test, test.y.numpy()))
-
-
-@torch.inference_mode()
-def generate(model: LatentModel, n: int, seed: int = 0, binary: bool = False, batch_size: int = 1000) -> Tensor:
-    """n prior samples (n, *shape) on the CPU: decoded means, or Bernoulli draws when ``binary``."""
-    out = []
-    with torch.random.fork_rng(devices=[model.device] if model.device.type == "cuda" else []):
-        torch.manual_seed(seed)
-        for sl in _batches(n, batch_size):
-            m = sl.stop - sl.start
-            y = torch.arange(sl.start, sl.stop, device=model.device) % model.n_classes if model.n_classes else None
-            px = model.decode(model.prior(m).sample(), y)
-            base = px.base_dist if isinstance(px, Independent) else px
-            out.append((px.sample() if binary and isinstance(base, Bernoulli) else px.mean).float().cpu())
-    return torch.cat(out)
-
-
-def fd_vaelab(model: LatentModel, test: Dataset, train: Dataset, cache_dir: str | Path | None = None,
-              max_samples: int = 10_000, seed: int = 0) -> dict[str, Any]:
-    """FD_vaelab between test images and as many prior samples (see vaelab.features), plus its classifier."""
-    from .features import accuracy, feature_net, features, frechet_distance
-
-    net, name = feature_net(train, cache_dir)
-    real = test.subset(torch.arange(min(len(test), max_samples)))
-    fake = generate(model, len(real), seed, binary=test.info.binarize == "static")
-    fd = frechet_distance(features(net, real.x), features(net, fake))
-    return {"frechet_distance": fd, "fd_features": f"FD_vaelab:{name}",
-            "fd_classifier_accuracy": accuracy(net, real) if real.y is not None else None}
 
 
 def evaluate(model: LatentModel, test: Dataset, train: Dataset | None = None, iw_samples: int = 1000, *,
              batch_size: int | None = None, chunk: int | None = None, seed: int = 0,
              max_examples: int | None = None, curve: Sequence[int] | None = None, fd: bool = True,
              cache_dir: str | Path | None = None, probe_max_train: int = 10_000,
-             progress: bool = False) -> dict[str, Any]:
+             workers: int | None = None, progress: bool = False) -> dict[str, Any]:
     """Every test-set number vaelab reports, as the flat dict written to eval.json (None: not applicable)."""
     t0 = time.perf_counter()
     if max_examples is not None:
@@ -240,7 +261,8 @@ def evaluate(model: LatentModel, test: Dataset, train: Dataset | None = None, iw
     scored = for_evaluation(test)  # dynamically binarized data: one fixed draw
     model.eval()
     y = scored.y if model.n_classes else None
-    stats = posterior_stats(model, scored)
+    with seeded(model, seed):  # elbo_parts samples (a Monte Carlo KL for bottom-up hvae layers)
+        stats = posterior_stats(model, scored)
     n_active, variances = active_units(stats["means"])
     out: dict[str, Any] = {
         "model": model.name, "dataset": test.info.name, "n_examples": len(test), "iw_samples": None,
@@ -251,7 +273,7 @@ def evaluate(model: LatentModel, test: Dataset, train: Dataset | None = None, iw
         "fd_classifier_accuracy": None}
     if model.has_likelihood:
         ll, elbo = log_likelihood(model, scored.x, y, iw_samples, batch_size=batch_size, chunk=chunk,
-                                  seed=seed, progress=progress)
+                                  seed=seed, workers=workers, progress=progress)
         kl = stats["kl_per_dim"]
         out.update(iw_samples=iw_samples, elbo=float(elbo.mean()), kl=float(kl.sum()),
                    recon=float(elbo.mean() + kl.sum()), kl_per_dim=[float(v) for v in kl],
@@ -259,7 +281,7 @@ def evaluate(model: LatentModel, test: Dataset, train: Dataset | None = None, iw
         if hasattr(model, "log_prob"):  # closed form (PPCA)
             with torch.inference_mode():
                 exact = torch.cat([model.log_prob(scored.x[sl].to(model.device)).double().cpu()
-                                   for sl in _batches(len(scored), 1000)])
+                                   for sl in batch_slices(len(scored), 1000)])
             out.update(nll_exact=-float(exact.mean()), nll=-float(exact.mean()), nll_method="exact")
         if test.info.is_image:
             out["bits_per_dim"] = out["nll"] / (test.info.dim * math.log(2))
@@ -270,6 +292,19 @@ def evaluate(model: LatentModel, test: Dataset, train: Dataset | None = None, iw
     if labelled:
         out["probe_accuracy"] = probe_accuracy(model, train, scored, stats["means"], probe_max_train, seed)
     if fd and labelled and test.info.is_image:
+        from .features import fd_vaelab
+
         out.update(fd_vaelab(model, test, train, cache_dir, seed=seed))
     out["seconds"] = time.perf_counter() - t0
-    return out
+    return {k: _finite_or_none(v) for k, v in out.items()}
+
+
+def _finite_or_none(v: Any) -> Any:
+    """NaN/Inf -> None, so eval.json stays strict JSON (a diverged model shows up as null)."""
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if isinstance(v, list):
+        return [_finite_or_none(u) for u in v]
+    if isinstance(v, dict):
+        return {k: _finite_or_none(u) for k, u in v.items()}
+    return v

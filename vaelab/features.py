@@ -24,13 +24,17 @@ import os
 import re
 import warnings
 from dataclasses import asdict, dataclass
+from typing import Any
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.distributions import Bernoulli, Independent
 
 from .data import Dataset
+from .evaluate import batch_slices, seeded
+from .models import LatentModel
 
 TRAIN_COUNT = 0  # how many feature nets this process has trained (the cache tests read it)
 
@@ -179,3 +183,28 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     covmean = np.real(covmean)
     fd = float(((mu_a - mu_b) ** 2).sum() + np.trace(s_a) + np.trace(s_b) - 2 * np.trace(covmean))
     return max(fd, 0.0)
+
+
+@torch.inference_mode()
+def generate(model: LatentModel, n: int, seed: int = 0, binary: bool = False, batch_size: int = 1000) -> Tensor:
+    """n prior samples (n, *shape) on the CPU: decoded means, or Bernoulli draws when ``binary``."""
+    out = []
+    with seeded(model, seed):
+        for sl in batch_slices(n, batch_size):
+            m = sl.stop - sl.start
+            y = torch.arange(sl.start, sl.stop, device=model.device) % model.n_classes if model.n_classes else None
+            px = model.decode(model.prior(m).sample(), y)
+            base = px.base_dist if isinstance(px, Independent) else px
+            out.append((px.sample() if binary and isinstance(base, Bernoulli) else px.mean).float().cpu())
+    return torch.cat(out)
+
+
+def fd_vaelab(model: LatentModel, test: Dataset, train: Dataset, cache_dir: str | Path | None = None,
+              max_samples: int = 10_000, seed: int = 0) -> dict[str, Any]:
+    """FD_vaelab between test images and as many prior samples (see vaelab.features), plus its classifier."""
+    net, name = feature_net(train, cache_dir)
+    real = test.subset(torch.arange(min(len(test), max_samples)))
+    fake = generate(model, len(real), seed, binary=test.info.binarize == "static")
+    fd = frechet_distance(features(net, real.x), features(net, fake))
+    return {"frechet_distance": fd, "fd_features": f"FD_vaelab:{name}",
+            "fd_classifier_accuracy": accuracy(net, real) if real.y is not None else None}

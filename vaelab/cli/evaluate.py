@@ -40,14 +40,16 @@ def eval_run(
     run: Path = typer.Argument(..., help="run folder (from vaelab train)"),
     iw_samples: int = typer.Option(1000, help="importance samples K per test example for the NLL"),
     data_dir: Optional[Path] = typer.Option(None, help="where mnist/ lives (else $VAELAB_DATA_DIR)"),
-    batch_size: Optional[int] = typer.Option(None, help="test examples per NLL batch (default: about 4096 / chunk)"),
+    batch_size: Optional[int] = typer.Option(None, help="test examples per NLL batch (default: 2048 / chunk)"),
     chunk: Optional[int] = typer.Option(None, help="importance samples per decoder call (default 256)"),
     seed: int = typer.Option(0, help="seeds the importance samples, generated samples and probe subsample"),
     max_examples: Optional[int] = typer.Option(None, help="score only the first N test examples"),
     curve: bool = typer.Option(False, help="also report the IWAE_k curve (iwae_curve in eval.json)"),
     curve_ks: str = typer.Option("1,5,50,500", help="k values for --curve"),
     fd: bool = typer.Option(True, help="compute FD_vaelab (image data with labels only)"),
-    cache_dir: Optional[Path] = typer.Option(None, help="feature-net cache root (else $VAELAB_DATA_DIR or ~/.cache/vaelab)"),
+    cache_dir: Optional[Path] = typer.Option(None, help="feature-net cache root "
+                                             "(else $VAELAB_DATA_DIR or ~/.cache/vaelab)"),
+    workers: Optional[int] = typer.Option(None, help="CPU threads scoring batches (default: torch threads)"),
     device: str = typer.Option("auto", help="auto | cpu | cuda | mps"),
     progress: bool = typer.Option(True, help="show a progress bar for the NLL"),
 ) -> None:
@@ -60,7 +62,7 @@ def eval_run(
     train = load_from_info(cfg["data"], "train", data_dir) if test.y is not None else None
     result = evaluate(model, test, train, iw_samples, batch_size=batch_size, chunk=chunk, seed=seed,
                       max_examples=max_examples, curve=parse_ints(curve_ks, "--curve-ks") if curve else None,
-                      fd=fd, cache_dir=cache_dir, progress=progress)
+                      fd=fd, cache_dir=cache_dir, workers=workers, progress=progress)
     save_json(Path(run) / EVAL_JSON, result)
     typer.echo(format_table(result))
     typer.echo(f"wrote {Path(run) / EVAL_JSON}")
