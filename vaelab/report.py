@@ -165,7 +165,8 @@ def comparison_html(runs: list[RunSummary], title: str = "vaelab report") -> str
         raise ValueError("a report needs at least one run")
     kinds = list(dict.fromkeys(k for r in runs for k in r.pictures))
     body = [section_html("Metrics", "One row per run. 'numbers from' says whether they are the test-set "
-                         "evaluation (eval.json) or the last training epoch (metrics.jsonl).", extra=metrics_table(runs))]
+                         "evaluation (eval.json) or the last training epoch (metrics.jsonl).",
+                         extra=metrics_table(runs))]
     for kind in kinds:
         figs = [(r.pictures.get(kind, "not drawn"), f"{r.name} ({r.model})") for r in runs]
         body.append(section_html(KIND_TITLES.get(kind, kind), figures=figs))
