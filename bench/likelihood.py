@@ -1,0 +1,249 @@
+"""Test NLL on dynamically binarized MNIST beside Burda et al. (2015), Table 1 (nats, lower is better).
+
+Architectures as in the paper (tanh MLPs, Bernoulli p(x|z1), diagonal Gaussian layers):
+  1 stochastic layer:  x -> 200 -> 200 -> z(50); decoder mirrored                    (model vae)
+  2 stochastic layers: x -> 200 -> 200 -> z1(100) -> 100 -> 100 -> z2(50); mirrored   (model hvae, bottom-up)
+trained with the ELBO (k=1) or the IWAE bound (k=50) on all 60,000 training images, fresh Bernoulli draws
+every batch, from Glorot-uniform weights (decoder output bias = logit of the mean training pixel). The test set is one fixed Bernoulli draw of the 10,000 test images (vaelab.data.for_evaluation).
+
+Budget mode (default): every configuration trains for ``--minutes`` of training compute (evaluation time
+is not counted), Adam (eps 1e-4), batch ``--batch-size`` (100), learning rate decaying exponentially in
+time from ``--lr`` (1e-3) to ``--lr-final`` (1e-4). Every ``--eval-every`` minutes the IWAE bound with
+``--curve-k`` samples (200) on the first ``--curve-subset`` test images (1000) is recorded (an upper bound
+on the K=5000 NLL), then the final test NLL uses ``--final-k`` (5000) importance samples.
+The paper trained for 3280 epochs (8 stages of 3^i epochs at lr 1e-3 * 10^(-i/7)), batch 20: ``--full``
+prints that plan and how long it would take on this device (measured), and runs it with ``--go``.
+
+    VAELAB_DATA_DIR=/work/shared/data .venv/bin/python bench/likelihood.py [--minutes 60] [--configs all]
+    .venv/bin/python bench/likelihood.py --minutes 1 --train-subset 2000 --test-subset 200 --final-k 100  # smoke
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import time
+from datetime import date
+
+import torch
+
+from vaelab import objectives
+from vaelab.data import Dataset, batches, for_evaluation, load_dataset
+from vaelab.models import build_model
+from vaelab.objectives import ObjectiveConfig, log_mean_exp
+from vaelab.train import pick_device
+
+ONE = dict(latent_dim=50, hidden=(200, 200), activation="tanh", likelihood="bernoulli")
+TWO = dict(latent_dims=(100, 50), hidden=((200, 200), (100, 100)), activation="tanh",
+           likelihood="bernoulli", inference="bottom-up")
+CONFIGS = {  # name -> (model, params, training k, Burda et al. 2015 Table 1 test NLL)
+    "vae-1L": ("vae", ONE, 1, 86.76),
+    "iwae-1L-k50": ("vae", ONE, 50, 84.78),
+    "vae-2L": ("hvae", TWO, 1, 85.33),
+    "iwae-2L-k50": ("hvae", TWO, 50, 82.90),
+    "iwae-2L-k5": ("hvae", TWO, 5, None),  # not in the paper: a cheaper IWAE for a CPU budget
+}
+PAPER_ROWS = ["vae-1L", "iwae-1L-k50", "vae-2L", "iwae-2L-k50"]  # --configs all
+PAPER_STAGES = 8  # sum_{i<8} 3^i = 3280 epochs
+
+
+def paper_cell(value: float | None) -> str:
+    return "-" if value is None else f"{value} (3280 epochs)"
+
+
+def paper_schedule(stages: int) -> list[tuple[int, float]]:
+    """(epochs, lr) per stage of Burda et al.: 3^i epochs at 1e-3 * 10^(-i/7)."""
+    return [(3 ** i, 1e-3 * 10 ** (-i / 7)) for i in range(stages)]
+
+
+def paper_init(model, train_x: torch.Tensor) -> None:
+    """Glorot-uniform weights and zero biases (as Burda et al.), and the decoder's output bias set to the
+    logit of the mean training pixel, so training does not start from p(x|z) = Bernoulli(0.5)."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Linear):
+            torch.nn.init.xavier_uniform_(module.weight)
+            torch.nn.init.zeros_(module.bias)
+    last = [m for m in model.decoder.modules() if isinstance(m, torch.nn.Linear)][-1]
+    with torch.no_grad():
+        last.bias.copy_(torch.logit(train_x.mean(0).flatten().clamp(1e-3, 1 - 1e-3)))
+
+
+# -- evaluation ---------------------------------------------------------------------------------------
+def test_nll(model, x: torch.Tensor, k: int, seed: int = 0) -> float:
+    """Mean -log p(x) estimated with k importance samples, nats (chunked over samples and examples)."""
+    try:  # the library's streaming estimator when present (vaelab.evaluate)
+        from vaelab.evaluate import log_likelihood
+    except ImportError:
+        log_likelihood = None
+    if log_likelihood is not None:
+        ll, _ = log_likelihood(model, x, None, k, seed=seed)
+        return -float(ll.mean())
+    torch.manual_seed(seed)
+    total, chunk = 0.0, min(k, 250)
+    with torch.no_grad():
+        for xb in x.split(max(1, 4096 // chunk)):
+            xb = xb.to(model.device)
+            lw = torch.cat([model.log_weights(xb, None, min(chunk, k - j)) for j in range(0, k, chunk)])  # (k, b)
+            total += float(log_mean_exp(lw.double(), 0).sum())
+    return -total / len(x)
+
+
+# -- training -------------------------------------------------------------------------------------------
+def train(model, data: Dataset, obj: ObjectiveConfig, batch_size: int, lr_at, stop, on_tick, seed: int = 0):
+    """Adam on ``obj``; ``lr_at(minutes, epoch)``, ``stop(minutes, epoch)``, ``on_tick(minutes, epoch)``.
+
+    minutes counts training compute only (on_tick's evaluation time is excluded); non-finite steps are
+    skipped like vaelab.train.fit does. Returns (minutes, epochs, skipped steps, process CPU minutes
+    including on_tick's, all threads))."""
+    opt = torch.optim.Adam(model.parameters(), lr=lr_at(0.0, 0.0), eps=1e-4)
+    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    spent, steps, skipped, n, cpu0 = 0.0, 0, 0, len(data), time.process_time()
+    while True:
+        for xb, _ in batches(data.x, None, batch_size, binarize="dynamic", generator=gen, device=model.device):
+            minutes, epoch = spent / 60, steps * batch_size / n
+            if stop(minutes, epoch):
+                return minutes, epoch, skipped, (time.process_time() - cpu0) / 60
+            t0 = time.perf_counter()
+            for group in opt.param_groups:
+                group["lr"] = lr_at(minutes, epoch)
+            loss = objectives.compute(model, xb, None, obj).loss
+            opt.zero_grad(set_to_none=True)
+            if torch.isfinite(loss):
+                loss.backward()
+                opt.step()
+            else:
+                skipped += 1
+            spent += time.perf_counter() - t0  # the isfinite check synchronises a GPU
+            steps += 1
+            on_tick(spent / 60, steps * batch_size / n)
+
+
+def run_config(name: str, args, train_ds: Dataset, test_x: torch.Tensor, device: torch.device) -> dict:
+    model_name, params, k, paper = CONFIGS[name]
+    torch.manual_seed(args.seed)
+    model = build_model(model_name, input_shape=(1, 28, 28), **params)
+    paper_init(model, train_ds.x)
+    model.to(device)
+    obj = ObjectiveConfig(kind="iwae" if k > 1 else "elbo", k=k)
+    curve_x = test_x[: args.curve_subset]
+    curve: list[dict] = []
+    every = args.eval_every or args.minutes / 12
+    state = {"next": every}
+
+    def tick(minutes: float, epoch: float) -> None:
+        if minutes >= state["next"]:
+            state["next"] += every
+            curve.append({"minutes": round(minutes, 2), "epochs": round(epoch, 2),
+                          f"nll_k{args.curve_k}": round(test_nll(model, curve_x, args.curve_k), 2)})
+            print(f"  {name}: {minutes:6.1f} min, {epoch:7.2f} epochs, test[:{len(curve_x)}] "
+                  f"IWAE_{args.curve_k} NLL {curve[-1][f'nll_k{args.curve_k}']:.2f}", flush=True)
+
+    if args.full:
+        sched = paper_schedule(args.stages)
+        ends = [sum(e for e, _ in sched[: i + 1]) for i in range(len(sched))]
+        lr_at = lambda m, ep: next((lr for (_, lr), end in zip(sched, ends) if ep < end), sched[-1][1])  # noqa: E731
+        stop = lambda m, ep: ep >= ends[-1]  # noqa: E731
+    else:
+        lr_at = lambda m, ep: args.lr * (args.lr_final / args.lr) ** min(1.0, m / args.minutes)  # noqa: E731
+        stop = lambda m, ep: m >= args.minutes  # noqa: E731
+    minutes, epochs, skipped, cpu = train(model, train_ds, obj, args.batch_size, lr_at, stop, tick, args.seed)
+    t0 = time.perf_counter()
+    nll = test_nll(model, test_x, args.final_k)
+    row = {"config": name, "model": model_name, "train_k": k, "epochs": round(epochs, 2),
+           "train_minutes": round(minutes, 2), "cpu_minutes_incl_curve": round(cpu, 2), "skipped_steps": skipped, f"test_nll_k{args.final_k}": round(nll, 2),
+           "eval_minutes": round((time.perf_counter() - t0) / 60, 2), "paper": paper, "curve": curve}
+    print(f"  {name}: test NLL (K={args.final_k}, {len(test_x)} images) {nll:.2f} after {epochs:.2f} epochs / "
+          f"{minutes:.1f} min; paper {paper}", flush=True)
+    return row
+
+
+def estimate_full(args, train_ds: Dataset, test_x: torch.Tensor, device: torch.device) -> None:
+    """Time steps at batch 20 and K=5000 scoring on this device; print what the paper's protocol costs."""
+    epochs = sum(e for e, _ in paper_schedule(args.stages))
+    steps = epochs * math.ceil(60000 / 20)
+    print(f"paper protocol: {epochs} epochs x 3000 steps (batch 20, Adam eps 1e-4, lr 1e-3 * 10^(-i/7) for "
+          f"3^i epochs) = {steps:,} steps per configuration; test NLL with K=5000 on 10,000 images")
+    for name in args.configs:
+        model_name, params, k, paper = CONFIGS[name]
+        model = build_model(model_name, input_shape=(1, 28, 28), **params).to(device)
+        obj = ObjectiveConfig(kind="iwae" if k > 1 else "elbo", k=k)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-4)
+        xb = torch.bernoulli(train_ds.x[:20]).to(device)
+        for i in range(60):
+            if i == 10:
+                t0 = time.perf_counter()
+            loss = objectives.compute(model, xb, None, obj).loss
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            float(loss.detach())
+        per_step = (time.perf_counter() - t0) / 50
+        t0 = time.perf_counter()
+        test_nll(model, test_x[:20], 5000)
+        per_image = (time.perf_counter() - t0) / 20
+        print(f"  {name}: {per_step * 1e3:.2f} ms/step -> {steps * per_step / 3600:.1f} h training; "
+              f"scoring {per_image:.3f} s/image -> {10000 * per_image / 3600:.2f} h; paper {paper}")
+    print(f"device: {device}. Run it with --full --go (add --stages N for the first N stages only).")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--minutes", type=float, default=60.0, help="training compute per configuration")
+    ap.add_argument("--configs", default="all", help=f"comma-separated subset of {list(CONFIGS)}; all: {PAPER_ROWS}")
+    ap.add_argument("--batch-size", type=int, default=None, help="100 (budget mode) or 20 (--full, as the paper)")
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--lr-final", type=float, default=1e-4, help="lr at the end of the budget (exponential decay)")
+    ap.add_argument("--eval-every", type=float, default=None, help="minutes between curve points (minutes/12)")
+    ap.add_argument("--curve-k", type=int, default=200)
+    ap.add_argument("--curve-subset", type=int, default=1000)
+    ap.add_argument("--final-k", type=int, default=5000)
+    ap.add_argument("--train-subset", type=int, default=None, help="first N training images (smoke tests)")
+    ap.add_argument("--test-subset", type=int, default=None, help="first N test images (smoke tests)")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--full", action="store_true", help="the paper's 3280-epoch protocol: print the plan and cost")
+    ap.add_argument("--go", action="store_true", help="with --full: run it")
+    ap.add_argument("--stages", type=int, default=PAPER_STAGES, help="with --full: first N lr stages (8 = paper)")
+    ap.add_argument("--json", default=None, help="also write the results as JSON here")
+    args = ap.parse_args()
+    args.configs = PAPER_ROWS if args.configs == "all" else [c.strip() for c in args.configs.split(",")]
+    bad = [c for c in args.configs if c not in CONFIGS]
+    if bad:
+        ap.error(f"--configs {bad} not known; allowed: {list(CONFIGS)} or 'all'")
+    args.batch_size = args.batch_size or (20 if args.full else 100)
+    device = pick_device(args.device)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    train_ds = load_dataset("mnist", "train", data_dir=args.data_dir, binarize="dynamic")
+    test = for_evaluation(load_dataset("mnist", "test", data_dir=args.data_dir, binarize="dynamic"))
+    if args.train_subset:
+        train_ds = train_ds.subset(torch.arange(min(args.train_subset, len(train_ds))))
+    test_x = test.x[: args.test_subset] if args.test_subset else test.x
+    if args.full and not args.go:
+        estimate_full(args, train_ds, test_x, device)
+        return
+    mode = (f"full paper schedule ({sum(e for e, _ in paper_schedule(args.stages))} epochs, batch {args.batch_size})"
+            if args.full else f"{args.minutes:g} training minutes per configuration, batch {args.batch_size}, "
+            f"lr {args.lr:g} -> {args.lr_final:g}")
+    print(f"likelihood bench {date.today()}: {mode}, device {device}, {torch.get_num_threads()} threads, "
+          f"{len(train_ds)} train / {len(test_x)} test images", flush=True)
+    rows = [run_config(name, args, train_ds, test_x, device) for name in args.configs]
+    k = args.final_k
+    print(f"\n| config | model | train k | epochs | train min | test NLL (K={k}) | Burda et al. 2015 |")
+    print("|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['config']} | {r['model']} | {r['train_k']} | {r['epochs']} | {r['train_minutes']} | "
+              f"{r[f'test_nll_k{k}']} | {paper_cell(r['paper'])} |")
+    for r in rows:
+        pts = ", ".join(f"{p['minutes']}m: {p[f'nll_k{args.curve_k}']}" for p in r["curve"])
+        print(f"curve {r['config']} (IWAE_{args.curve_k} NLL, first {args.curve_subset} test images): {pts}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"args": vars(args), "device": str(device), "rows": rows}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
