@@ -196,6 +196,12 @@ def test_weights_that_do_not_match_the_config(vae_copy):
         vaelab.load(vae_copy)
 
 
+def test_corrupted_trainer_state_on_resume(vae_copy):
+    (vae_copy / checkpoint.TRAINER).write_bytes(b"not a torch file")
+    r = cli("train", "--model", "vae", "--epochs", "6", "--resume", "--no-progress", "--out", vae_copy)
+    assert_cli_error(r, "trainer.pt", "corrupted")
+
+
 def test_mnist_absent_offline(tmp_path):
     empty = tmp_path / "data"
     empty.mkdir()
@@ -210,6 +216,8 @@ def test_sample_arguments(digits_runs, tmp_path):
                      "temperature=0")
     assert_cli_error(cli("sample", digits_runs["cvae"], "--label", "10", "--out", tmp_path / "x.png"),
                      "class label 10", "allowed: 0..9")
+    assert_cli_error(cli("reconstruct", digits_runs["vae"], "-n", "0", "--out", tmp_path / "x.png"),
+                     "-n 0 must be >= 1")
 
 
 # -- training failures ----------------------------------------------------------------------------------

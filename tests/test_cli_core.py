@@ -64,6 +64,7 @@ def test_train_writes_a_run_folder(tmp_path, model, extra):
     r = invoke("train", "--model", model, *FAST, *extra, "--out", run)
     assert r.exit_code == 0, r.output
     assert f"trained {model} on digits" in r.output
+    assert ("elbo" in r.output) == (model != "ae"), r.output  # no ELBO without a likelihood
     for f in (checkpoint.CONFIG, checkpoint.WEIGHTS, checkpoint.METRICS):
         assert (run / f).is_file()
     cfg = json.loads((run / checkpoint.CONFIG).read_text())

@@ -54,10 +54,11 @@ def train(
                "arch": arch, "activation": activation, "likelihood": likelihood, "sigma": sigma, "loss": loss}
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device, progress=progress)
     obj = ObjectiveConfig(kind=objective, k=k, beta=beta, warmup=warmup, free_bits=free_bits)
-    _, history = train_run(model, data, out, options, cfg, obj, data_dir=data_dir, binarize=binarize,
+    net, history = train_run(model, data, out, options, cfg, obj, data_dir=data_dir, binarize=binarize,
                            size=size, val_fraction=val_fraction, resume=resume)
     last = history[-1] if history else {}
-    shown = ", ".join(f"{k}={v:.4g}" for k, v in last.items() if k.startswith(("val_", "elbo", "loss")))
+    keys = ("val_", "elbo", "loss") if net.has_likelihood else ("val_", "loss")  # an AE has no ELBO
+    shown = ", ".join(f"{k}={v:.4g}" for k, v in last.items() if k.startswith(keys))
     typer.echo(f"trained {model} on {data}: {shown} -> {out}")
 
 
@@ -92,6 +93,8 @@ def reconstruct(
     data_dir: Optional[Path] = typer.Option(None, help="where mnist/ lives (else $VAELAB_DATA_DIR)"),
 ) -> None:
     """Test images (top row) and their reconstructions (bottom row)."""
+    if n < 1:
+        raise ValueError(f"-n {n} must be >= 1")
     model = checkpoint.load(run)
     test = for_evaluation(load_from_info(checkpoint.read_config(run)["data"], "test", data_dir))
     x, y = test.x[:n], None if test.y is None else test.y[:n]
