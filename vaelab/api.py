@@ -123,7 +123,7 @@ class PCA(_LatentEstimator):
         self.latent_dim = latent_dim
 
     def score(self, X: Any, y: Any = None) -> float:
-        return float(self.model.log_prob(_as_tensor(X)).mean())
+        return float(self.model.log_prob(_as_tensor(X).to(self.model.device)).mean())
 
 
 class AE(_LatentEstimator):

@@ -162,13 +162,14 @@ def demo(
                           progress=progress)
         model, _ = train_run(name, data, out / name, options, cfg, ObjectiveConfig(), data_dir=data_dir,
                              val_fraction=0.0)
+        model = model.cpu().eval()  # trained on the auto device; scored and drawn next to CPU test data
         test = for_evaluation(load_from_info(json.loads((out / name / "config.json").read_text())["data"],
                                              "test", data_dir))
         m = score(model, test)
         if name == "pca":
             m["log_likelihood"] = float(model.log_prob(test.x).mean())
         metrics[name] = {"recon_mse": m.pop("mse"), **m}
-        models[name] = model.cpu().eval()
+        models[name] = model
         for fname, pic in demo_pictures(name, model, test).items():
             write_png(out / fname, pic)
             pictures[fname] = pic
