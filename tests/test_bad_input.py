@@ -196,6 +196,12 @@ def test_weights_that_do_not_match_the_config(vae_copy):
         vaelab.load(vae_copy)
 
 
+def test_resume_with_fewer_epochs_than_done(vae_copy):
+    done = len(checkpoint.read_metrics(vae_copy))
+    r = cli("train", "--model", "vae", "--epochs", "1", "--resume", "--no-progress", "--out", vae_copy)
+    assert_cli_error(r, "epochs=1", f"{done} epochs", f"epochs > {done}")
+
+
 def test_corrupted_trainer_state_on_resume(vae_copy):
     (vae_copy / checkpoint.TRAINER).write_bytes(b"not a torch file")
     r = cli("train", "--model", "vae", "--epochs", "6", "--resume", "--no-progress", "--out", vae_copy)

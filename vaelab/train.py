@@ -136,6 +136,9 @@ def fit(model: LatentModel, train: Dataset, val: Dataset | None = None,
             group["lr"] = cfg.lr
         gen.set_state(state["generator"])
         start, history = int(state["epoch"]), checkpoint.read_metrics(run)
+        if cfg.epochs < start:
+            raise ValueError(f"epochs={cfg.epochs} is below the {start} epochs run {str(run)!r} already has; "
+                             f"pass epochs > {start} to continue it")
 
     steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
     bar = _progress(cfg.progress, total=(cfg.epochs - start) * steps_per_epoch, desc=model.name)
