@@ -88,7 +88,7 @@ def test_linear_autoencoder_finds_the_pca_subspace(digits):
     for body in (model.encoder.head, model.decoder.head):  # no activation anywhere: nn.mlp([64, 2])
         assert [type(m) for m in body] == [torch.nn.Linear], body
     opt = torch.optim.Adam(model.parameters(), lr=5e-2)
-    for _ in range(800):  # full-batch Adam
+    for _ in range(1000):  # full-batch Adam: max angle < 1 deg for each of seeds 0-7 (600 steps: up to 9)
         opt.zero_grad()
         objectives.compute(model, train.x, None, ObjectiveConfig()).loss.backward()
         opt.step()
