@@ -121,7 +121,7 @@ def _grid(model: LatentModel, x: Tensor, ncol: int) -> np.ndarray:
     return viz.upscale(viz.image_grid(x, ncol=ncol), upscale_for(model.input_shape))
 
 
-def _what(model: LatentModel) -> str:
+def describe_codes(model: LatentModel) -> str:
     return "posterior means" if model.has_likelihood else "codes"
 
 
@@ -135,7 +135,7 @@ def plot_latent(model: LatentModel, test: Dataset, history: list, opts: PlotOpti
         i, j = _check_dims(opts.dims, model.latent_dim, 2)
         z, labels = z[:, [i, j]], (f"z[{i}]", f"z[{j}]")
     y = None if test.y is None else test.y[:n].numpy()
-    return viz.latent_scatter(z, y, title=f"{model.name}: test-set {_what(model)} (n={n})",
+    return viz.latent_scatter(z, y, title=f"{model.name}: test-set {describe_codes(model)} (n={n})",
                               class_names=test.info.class_names, axis_labels=labels)
 
 
@@ -196,7 +196,7 @@ def plot_interpolate(model: LatentModel, test: Dataset, history: list, opts: Plo
     grid = viz.image_grid(torch.cat(rows), ncol=steps + 2)
     cols = ["x_A"] + [f"{t:.2g}" for t in torch.linspace(0, 1, steps).tolist()] + ["x_B"]
     return viz.image_figure(grid, f"{model.name}: interpolating test images {a} -> {b} "
-                            f"({_what(model)}; ends: originals)", (max(6.0, 0.55 * (steps + 2) + 1.2), 2.8),
+                            f"({describe_codes(model)}; ends: originals)", (max(6.0, 0.55 * (steps + 2) + 1.2), 2.8),
                             row_labels=["lerp", "slerp"], col_labels=cols, xlabel="t")
 
 

@@ -38,7 +38,7 @@ def demo_pictures(name: str, model: LatentModel, test) -> dict[str, Any]:
     z = model.encode(x, y if model.n_classes else None).mean.detach().numpy()
     pics: dict[str, Any] = {
         f"latent_{name}.png": viz.latent_scatter(z, None if y is None else y.numpy(),
-                                                 title=f"{name}: test-set posterior means"),
+                                                 title=f"{name}: test-set {plots.describe_codes(model)}"),
         f"recon_{name}.png": viz.upscale(viz.image_grid(viz.pairs(x, model.reconstruct(x), 16), ncol=16), 4),
     }
     if name != "pca":
