@@ -16,14 +16,13 @@ from typing import Callable, Iterator
 import numpy as np
 import pytest
 
-from vaelab import mnist
+from vaelab import download
+from vaelab.download import download_mnist, get_mirrors
 from vaelab.mnist import (
     MNIST_FILES,
     MNISTChecksumError,
     MNISTUnavailableError,
-    download_mnist,
     find_data_dir,
-    get_mirrors,
     load_mnist,
     parse_idx,
 )
@@ -132,7 +131,7 @@ def test_find_data_dir(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 def test_get_mirrors(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("VAELAB_MNIST_MIRRORS", raising=False)
-    assert get_mirrors() == mnist.MIRRORS
+    assert get_mirrors() == download.MIRRORS
     monkeypatch.setenv("VAELAB_MNIST_MIRRORS", "http://a/, http://b/mnist/ ,")
     assert get_mirrors() == ["http://a/", "http://b/mnist/"]
     assert get_mirrors(["http://c/"]) == ["http://c/"]

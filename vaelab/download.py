@@ -1,0 +1,186 @@
+"""Downloading MNIST from public mirrors with sha256 checks (urllib only).
+
+Each file is fetched from the mirrors in turn, written to a temporary file in the target directory and
+moved into place with ``os.replace`` only once the SHA-256 of its uncompressed content matches, so a
+corrupt or partial download never ends up in the data directory.
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import IO, Iterable, Sequence
+
+from .mnist import (
+    _CHUNK,
+    _VERIFIED,
+    MIRRORS_ENV,
+    MNIST_SHA256,
+    MNISTChecksumError,
+    MNISTUnavailableError,
+    _all_names,
+    _check_split,
+    _file_key,
+    _local_file,
+    _sha256_decompressed,
+    _unavailable_message,
+    _verify_local,
+)
+
+#: Default public mirrors, tried in order (base URLs; the file name is appended).
+MIRRORS: list[str] = [
+    "https://ossci-datasets.s3.amazonaws.com/mnist/",
+    "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    "http://yann.lecun.com/exdb/mnist/",
+]
+
+
+
+def get_mirrors(mirrors: Iterable[str] | None = None) -> list[str]:
+    """Mirror base URLs to use: ``mirrors`` if given, else the comma-separated
+    ``$VAELAB_MNIST_MIRRORS``, else :data:`MIRRORS`."""
+    if mirrors is not None:
+        if isinstance(mirrors, str):
+            mirrors = mirrors.split(",")
+        out = [m.strip() for m in mirrors if m and m.strip()]
+    else:
+        env = os.environ.get(MIRRORS_ENV, "")
+        out = [m.strip() for m in env.split(",") if m.strip()] or list(MIRRORS)
+    return out
+
+
+def _fetch(url: str, dest: IO[bytes], timeout: float, progress: bool, label: str) -> None:
+    """Stream ``url`` into the open file ``dest``."""
+    with urllib.request.urlopen(url, timeout=timeout) as resp:
+        total = resp.headers.get("Content-Length")
+        total_n = int(total) if total and total.isdigit() else None
+        bar = None
+        if progress:
+            try:
+                from tqdm import tqdm  # optional dependency
+
+                bar = tqdm(total=total_n, unit="B", unit_scale=True, desc=label, leave=False)
+            except ImportError:
+                bar = None
+        received = 0
+        try:
+            while chunk := resp.read(_CHUNK):
+                dest.write(chunk)
+                received += len(chunk)
+                if bar is not None:
+                    bar.update(len(chunk))
+        finally:
+            if bar is not None:
+                bar.close()
+        if total_n is not None and received != total_n:
+            raise ValueError(f"incomplete download ({received} of {total_n} bytes)")
+
+
+def _download_one(name: str, mnist_dir: Path, mirrors: Sequence[str], timeout: float,
+                  progress: bool) -> tuple[bool, list[tuple[str, str]]]:
+    """Download ``name`` into ``mnist_dir`` from the first mirror that works.
+
+    Returns ``(ok, attempts)``: whether a verified copy was put in place, and
+    the ``(url, reason)`` of every failed attempt.
+    """
+    attempts: list[tuple[str, str]] = []
+    target = mnist_dir / name
+    want = MNIST_SHA256[name]
+    for base in mirrors:
+        url = base.rstrip("/") + "/" + name
+        fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=mnist_dir)
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                _fetch(url, fh, timeout, progress, name)
+            with open(tmp, "rb") as fh:
+                if fh.read(2) != b"\x1f\x8b":
+                    raise ValueError("not a gzip file")
+            got = _sha256_decompressed(tmp)
+            if got != want:
+                raise ValueError(f"sha256 checksum mismatch (expected {want}, got {got})")
+            os.replace(tmp, target)
+            _VERIFIED.add(_file_key(target))
+            return True, attempts
+        except (OSError, ValueError, http.client.HTTPException) as exc:
+            reason = str(exc) or type(exc).__name__
+            if isinstance(exc, urllib.error.HTTPError):
+                reason = f"HTTP {exc.code} {exc.reason}"
+            elif isinstance(exc, urllib.error.URLError):
+                reason = f"{exc.reason}"
+            attempts.append((url, reason))
+            if progress:
+                print(f"vaelab: could not download {url}: {reason}", file=sys.stderr)
+        finally:
+            tmp.unlink(missing_ok=True)
+    return False, attempts
+
+
+def download_mnist(
+    root: str | os.PathLike[str],
+    mirrors: Iterable[str] | None = None,
+    timeout: float = 30,
+    progress: bool = True,
+    splits: Sequence[str] = ("train", "test"),
+) -> Path:
+    """Download the MNIST files missing from ``<root>/mnist/``.
+
+    Files already present (``.gz`` or uncompressed) with a valid checksum are
+    kept; a present file with a bad checksum is re-downloaded and replaced.
+    Each file is fetched from the mirrors in turn (see :func:`get_mirrors`),
+    written to a temporary file in the target directory and moved into place
+    with ``os.replace`` only once the SHA-256 of its uncompressed content
+    matches, so a bad download never leaves a file behind.
+
+    Args:
+        root: data directory (MNIST goes into ``root/mnist``).
+        mirrors: base URLs to try; default ``$VAELAB_MNIST_MIRRORS`` or :data:`MIRRORS`.
+        timeout: socket timeout in seconds for each request.
+        progress: show a tqdm progress bar (if tqdm is installed) and report
+            failed attempts on stderr.
+        splits: which splits to fetch (``"train"``, ``"test"``).
+
+    Returns:
+        The directory ``root/mnist``.
+
+    Raises:
+        MNISTUnavailableError: if some file could not be obtained from any mirror.
+    """
+    for split in splits:
+        _check_split(split)
+    mnist_dir = Path(root).expanduser() / "mnist"
+    mnist_dir.mkdir(parents=True, exist_ok=True)
+    urls = get_mirrors(mirrors)
+    all_attempts: list[tuple[str, str]] = []
+    missing: list[str] = []
+    for name in _all_names(splits):
+        local = _local_file(mnist_dir, name)
+        if local is not None:
+            try:
+                _verify_local(local, name)
+                continue
+            except MNISTChecksumError as exc:
+                if progress:
+                    print(f"vaelab: {exc}; downloading it again", file=sys.stderr)
+        ok, attempts = _download_one(name, mnist_dir, urls, timeout, progress)
+        if ok:
+            continue
+        if not urls:
+            attempts = [("(no mirrors)", f"no mirror URLs configured (see {MIRRORS_ENV})")]
+        all_attempts += attempts
+        missing.append(name)
+    if missing:
+        raise MNISTUnavailableError(
+            _unavailable_message(mnist_dir, missing, all_attempts),
+            directory=mnist_dir,
+            missing=missing,
+            attempts=all_attempts,
+        )
+    return mnist_dir
+
+
