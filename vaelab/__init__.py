@@ -14,4 +14,8 @@ def __getattr__(name: str):
         from . import api
 
         return getattr(api, name)
+    if name in ("evaluate", "plots", "report", "viz", "data", "train", "objectives"):
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)  # e.g. vaelab.evaluate.evaluate(model, test)
     raise AttributeError(f"module 'vaelab' has no attribute {name!r}")
