@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from . import checkpoint, objectives
+from . import checkpoint, distributed, objectives
 from .config import to_dict
 from .data import Dataset, batches, for_evaluation, info_dict
 from .distributions import get_likelihood
@@ -100,25 +100,30 @@ def fit(model: LatentModel, train: Dataset, val: Dataset | None = None,
         objective: ObjectiveConfig = ObjectiveConfig(), cfg: TrainConfig = TrainConfig(),
         run_dir: str | Path | None = None, resume: bool = False,
         extra_config: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-    """Train ``model`` in place; returns one metrics row per epoch (also in run_dir/metrics.jsonl)."""
+    """Train ``model`` in place; returns one metrics row per epoch (also in run_dir/metrics.jsonl).
+
+    Under torchrun (or in an initialised process group) every rank trains on its share of each global
+    batch of world_size * batch_size examples; only rank 0 writes the run folder (see distributed.py)."""
     check_data_for_model(model, train)
-    device = pick_device(cfg.device)
-    torch.manual_seed(cfg.seed)
+    device, rank, world = distributed.setup(pick_device(cfg.device))  # rank 0 of 1 without torchrun
+    torch.manual_seed(cfg.seed + rank)  # model noise (posterior samples) differs across ranks
     model.to(device)
+    distributed.broadcast_parameters(model)
     run = Path(run_dir) if run_dir is not None else None
-    if run is not None:
-        run.mkdir(parents=True, exist_ok=True)
+    out = run if rank == 0 else None  # where to write: rank 0 only
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
     meta = {"data": info_dict(train.info), "train": to_dict(cfg), "objective": to_dict(objective),
-            **(extra_config or {})}
-    if run is not None and not resume and (run / checkpoint.METRICS).exists():
-        (run / checkpoint.METRICS).unlink()
+            **({"world_size": world} if world > 1 else {}), **(extra_config or {})}
+    if out is not None and not resume and (out / checkpoint.METRICS).exists():
+        (out / checkpoint.METRICS).unlink()
 
     if not model.trainable:  # closed form (PCA)
         model.fit_closed_form(train.x.to(device))
         row = {"epoch": 1, **{f"val_{k}": v for k, v in (score(model, val) if val else {}).items()}}
-        _log(run, row)
-        if run is not None:
-            checkpoint.save_model(run, model, **meta)
+        _log(out, row)
+        if out is not None:
+            checkpoint.save_model(out, model, **meta)
         return [row]
 
     # fused: one kernel for the whole Adam update instead of ~10 ops per parameter tensor
@@ -140,24 +145,27 @@ def fit(model: LatentModel, train: Dataset, val: Dataset | None = None,
             raise ValueError(f"epochs={cfg.epochs} is below the {start} epochs run {str(run)!r} already has; "
                              f"pass epochs > {start} to continue it")
 
-    steps_per_epoch = math.ceil(len(train) / cfg.batch_size)
-    bar = _progress(cfg.progress, total=(cfg.epochs - start) * steps_per_epoch, desc=model.name)
+    steps_per_epoch = math.ceil(len(train) / (cfg.batch_size * world))
+    bar = _progress(cfg.progress and rank == 0, total=(cfg.epochs - start) * steps_per_epoch, desc=model.name)
     bad_in_a_row, skipped = 0, 0
     for epoch in range(start, cfg.epochs):
         model.train()
         # (loss * batch, elbo, recon, kl) summed on the device, read back once per epoch
         t0, acc, n_seen = time.perf_counter(), torch.zeros(4, dtype=torch.float64, device=device), 0
-        for i, (xb, yb) in enumerate(batches(train.x, train.y, cfg.batch_size, binarize=train.info.binarize,
-                                              generator=gen, device=device)):
+        global_batches = batches(train.x, train.y, cfg.batch_size * world, binarize=train.info.binarize,
+                                 generator=gen, device=device)
+        for i, (xb, yb) in enumerate(distributed.shard(global_batches, rank, world)):
             terms = objectives.compute(model, xb, yb, objective, epoch + i / steps_per_epoch)
             opt.zero_grad(set_to_none=True)
             terms.loss.backward()  # a non-finite loss gives non-finite gradients: skipped below
+            # with several ranks: gradients and loss averaged over all of them (identical on every rank)
+            loss = distributed.average_gradients(params, terms.loss.detach(), len(xb))
             grads = [p.grad for p in params if p.grad is not None]
             if cfg.grad_clip:
                 norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip, foreach=True)
             else:
                 norm = torch.nn.utils.get_total_norm(grads, foreach=True)
-            if not bool(torch.isfinite(terms.loss.detach()) & torch.isfinite(norm)):  # one host sync a step
+            if not bool(torch.isfinite(loss) & torch.isfinite(norm)):  # one host sync a step
                 skipped, bad_in_a_row = skipped + 1, bad_in_a_row + 1
                 if bad_in_a_row >= cfg.max_bad_steps:
                     raise TrainingDiverged(
@@ -171,25 +179,27 @@ def fit(model: LatentModel, train: Dataset, val: Dataset | None = None,
             b = len(xb)
             n_seen += b
             with torch.no_grad():
-                acc += torch.stack([terms.loss * b, terms.elbo.sum(), terms.recon.sum(), terms.kl.sum()])
+                acc += torch.stack([loss * b, terms.elbo.sum(), terms.recon.sum(), terms.kl.sum()])
             bar.update(1)
+        acc, n_seen = distributed.sum_over_ranks(acc, n_seen)  # all ranks' examples
         sums = dict(zip(("loss", "elbo", "recon", "kl"), acc.tolist()))
         secs = time.perf_counter() - t0  # training steps only: validation below is not timed
         row = {"epoch": epoch + 1, **{k: v / n_seen if n_seen else math.nan for k, v in sums.items()},
                "skipped_steps": skipped, "seconds": secs, "examples_per_s": n_seen / secs}
-        if val is not None:
+        if val is not None and rank == 0:  # the weights are the same on every rank: validate once
             row.update({f"val_{k}": v for k, v in score(model, val).items()})
-        if not _scores_finite(model, row, train if val is None and bad_in_a_row else None):
+        finite = rank > 0 or _scores_finite(model, row, train if val is None and bad_in_a_row else None)
+        if not distributed.all_agree(finite, device):
             raise TrainingDiverged(
                 f"the model's scores are NaN/Inf after epoch {epoch + 1} ({bad_in_a_row} non-finite steps at its "
                 f"end): a step broke the weights. Try a lower lr (now {cfg.lr}) or grad_clip; "
                 + (f"the last good checkpoint (epoch {epoch}) was kept." if epoch else "nothing was saved."))
         bar.set_postfix({k: f"{row[k]:.2f}" for k in ("loss", "val_elbo") if k in row})
         history.append(row)
-        _log(run, row)
-        if run is not None:
-            checkpoint.save_model(run, model, **meta)
-            checkpoint.save_trainer(run, {"optimizer": opt.state_dict(), "generator": gen.get_state(),
+        _log(out, row)
+        if out is not None:
+            checkpoint.save_model(out, model, **meta)
+            checkpoint.save_trainer(out, {"optimizer": opt.state_dict(), "generator": gen.get_state(),
                                           "epoch": epoch + 1})
     bar.close()
     model.eval()
