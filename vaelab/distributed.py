@@ -32,6 +32,11 @@ def active() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
+def is_main() -> bool:
+    """True on rank 0 (or when not distributed): the process that prints and writes files."""
+    return not active() or dist.get_rank() == 0
+
+
 def setup(device: torch.device) -> tuple[torch.device, int, int]:
     """(device, rank, world_size). Joins the group torchrun describes (env WORLD_SIZE > 1) unless a
     process group is already initialised; each rank uses cuda:LOCAL_RANK when ``device`` is plain cuda.

@@ -7,7 +7,7 @@ from typing import Optional
 import torch
 import typer
 
-from .. import checkpoint, viz
+from .. import checkpoint, distributed, viz
 from ..data import for_evaluation, load_from_info
 from ..objectives import ObjectiveConfig
 from ..runs import train_run
@@ -59,7 +59,8 @@ def train(
     last = history[-1] if history else {}
     keys = ("val_", "elbo", "loss") if net.has_likelihood else ("val_", "loss")  # an AE has no ELBO
     shown = ", ".join(f"{k}={v:.4g}" for k, v in last.items() if k.startswith(keys))
-    typer.echo(f"trained {model} on {data}: {shown} -> {out}")
+    if distributed.is_main():  # under torchrun only rank 0 reports
+        typer.echo(f"trained {model} on {data}: {shown} -> {out}")
 
 
 @app.command()
