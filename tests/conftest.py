@@ -11,6 +11,8 @@ Fixtures other test files may use:
   ``shutil.copytree`` into ``tmp_path`` before modifying it.
 - ``mnist_dir`` (session): the data dir holding ``mnist/`` (``$VAELAB_DATA_DIR`` or ../shared/data);
   skips when the files are absent, fails when ``CI == "true"``.
+- ``chromium`` (module): a Playwright browser on Debian's /usr/bin/chromium (headless, no network
+  side traffic); skips when chromium or playwright is absent, fails when ``CI == "true"``.
 
 The suite runs torch and BLAS on ONE thread (``torch.set_num_threads(1)``, ``threadpool_limits(1)``
 below): every array here is tiny, and on a shared 2-core machine a second thread only spins against
@@ -112,8 +114,35 @@ def mnist_dir() -> Path:
     root = Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
     missing = [n for n in MNIST_NAMES if not (root / "mnist" / n).is_file()]
     if missing:
-        msg = f"MNIST not available in {root / 'mnist'} (missing {', '.join(missing)})"
-        if os.environ.get("CI") == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
+        _unavailable(f"MNIST not available in {root / 'mnist'} (missing {', '.join(missing)})")
     return root
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync"]
+
+
+def _unavailable(msg: str) -> None:
+    """A missing test prerequisite: a failure on CI (it must never pass by skipping), else a skip."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(msg)
+    pytest.skip(msg)
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    """Headless Debian chromium driven by Playwright (no browser download)."""
+    if not Path(CHROMIUM).exists():
+        _unavailable(f"{CHROMIUM} is missing (apt-get install chromium)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("the playwright python package is missing")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import gzip
-import os
 import shutil
 import struct
 import threading
@@ -32,22 +31,10 @@ DEAD_MIRROR = "http://127.0.0.1:1/"
 ALL_NAMES = [n for pair in MNIST_FILES.values() for n in pair]
 
 
-def _shared_data_dir() -> Path:
-    env = os.environ.get("VAELAB_DATA_DIR")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
 @pytest.fixture(scope="module")
-def shared_data() -> Path:
-    """The data directory holding the real MNIST files (fails on CI if absent)."""
-    root = _shared_data_dir()
-    missing = [n for n in ALL_NAMES if not (root / "mnist" / n).is_file()]
-    if missing:
-        msg = f"MNIST not available in {root / 'mnist'} (missing {', '.join(missing)})"
-        if os.environ.get("CI") == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return root
+def shared_data(mnist_dir: Path) -> Path:
+    """The data directory holding the real MNIST files (conftest's ``mnist_dir``: fails on CI if absent)."""
+    return mnist_dir
 
 
 class _QuietHandler(SimpleHTTPRequestHandler):

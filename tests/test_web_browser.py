@@ -1,7 +1,6 @@
 """End to end: the real uvicorn server on 127.0.0.1 and the page in headless Chromium (Playwright)."""
 from __future__ import annotations
 
-import os
 import socket
 import threading
 from collections.abc import Iterator
@@ -13,25 +12,6 @@ pytest.importorskip("fastapi")
 uvicorn = pytest.importorskip("uvicorn")
 
 from vaelab.web import create_app  # noqa: E402
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--no-first-run", "--disable-sync"]
-
-
-def _need_browser():
-    if not Path(CHROMIUM).exists():
-        msg = f"{CHROMIUM} is missing (apt-get install chromium)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(msg)
-        pytest.skip(msg)
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        if os.environ.get("CI") == "true":
-            pytest.fail("the playwright python package is missing")
-        pytest.skip("the playwright python package is missing")
-    return sync_playwright
 
 
 def _serve(app, name: str) -> Iterator[str]:
@@ -56,14 +36,8 @@ def _serve(app, name: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def page_factory():
-    sync_playwright = _need_browser()
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
+def page_factory(chromium):
+    return chromium
 
 
 def _canvas(page, selector: str) -> str:

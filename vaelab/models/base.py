@@ -48,6 +48,14 @@ def config_fields(name: str) -> set[str]:
     return {f.name for f in dataclasses.fields(model_class(name).Config)}
 
 
+def check_sample_args(n: int, temperature: float) -> None:
+    """Boundary check shared by every model's ``sample``."""
+    if n < 1:
+        raise ValueError(f"n={n} must be >= 1")
+    if not temperature > 0:
+        raise ValueError(f"temperature={temperature} must be > 0")
+
+
 class LatentModel(nn.Module):
     """p(x, z) = p(x|z) p(z) with an inference network q(z|x); y is an optional class label."""
 
@@ -141,10 +149,7 @@ class LatentModel(nn.Module):
     @torch.no_grad()
     def sample(self, n: int, y: Tensor | int | None = None, temperature: float = 1.0) -> Tensor:
         """Decoded means of z ~ N(0, temperature^2 I): (n, *input_shape)."""
-        if n < 1:
-            raise ValueError(f"n={n} must be >= 1")
-        if temperature <= 0:
-            raise ValueError(f"temperature={temperature} must be > 0")
+        check_sample_args(n, temperature)
         if self.n_classes and y is None:
             y = torch.arange(n, device=self.device) % self.n_classes
         z = self.prior(n).sample() * temperature

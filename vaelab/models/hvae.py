@@ -31,7 +31,7 @@ from torch.distributions import Distribution, Independent
 
 from ..distributions import diag_gaussian, get_likelihood, kl_per_dim, likelihood, standard_normal
 from ..nn import Decoder, Encoder, activation, mlp
-from .base import LatentModel, register
+from .base import LatentModel, check_sample_args, register
 
 INFERENCE = ("top-down", "bottom-up")
 
@@ -242,10 +242,7 @@ class HierarchicalVAE(LatentModel):
     @torch.no_grad()
     def sample(self, n: int, y: Tensor | int | None = None, temperature: float = 1.0) -> Tensor:
         """Ancestral top-down samples, every layer's std scaled by ``temperature``: (n, *input_shape)."""
-        if n < 1:
-            raise ValueError(f"n={n} must be >= 1")
-        if temperature <= 0:
-            raise ValueError(f"temperature={temperature} must be > 0")
+        check_sample_args(n, temperature)
         z = self.prior(n, temperature).sample()                     # (n, latent_dim)
         return self.decode(z).mean
 
