@@ -196,10 +196,15 @@ def test_both_inference_variants_train_on_digits(inference, digits):
 def test_cli_trains_and_samples_an_hvae(tmp_path):
     runner, run = CliRunner(), tmp_path / "h"
     res = runner.invoke(app, ["train", "--model", "hvae", "--latent-dims", "6,3", "--hidden", "24",
-                              "--epochs", "1", "--out", str(run), "--no-progress"], env=quiet_env())
+                              "--inference", "bottom-up", "--epochs", "1", "--out", str(run), "--no-progress"],
+                        env=quiet_env())
     assert res.exit_code == 0, res.output
     model = checkpoint.load(run)
     assert model.config.latent_dims == (6, 3) and model.config.hidden == ((24,),)
+    assert model.config.inference == "bottom-up"
+    res = runner.invoke(app, ["train", "--model", "hvae", "--inference", "sideways", "--epochs", "1",
+                              "--out", str(tmp_path / "bad"), "--no-progress"], env=quiet_env())
+    assert res.exit_code == 2 and "inference='sideways'" in res.output and "bottom-up" in res.output
     res = runner.invoke(app, ["sample", str(run), "-n", "8", "--temperature", "0.5",
                               "--out", str(tmp_path / "s.png")], env=quiet_env())
     assert res.exit_code == 0, res.output

@@ -24,6 +24,7 @@ def train(
     data: str = typer.Option("digits", help="digits | mnist | swiss-roll | an image folder | a .npy/.npz file"),
     latent_dim: Optional[int] = typer.Option(None, help="size of z (model default when unset)"),
     latent_dims: Optional[str] = typer.Option(None, help="hvae: size of each stochastic layer, bottom first, e.g. 64,32"),
+    inference: Optional[str] = typer.Option(None, help="hvae: top-down (ladder) | bottom-up (Markov chain)"),
     hidden: Optional[str] = typer.Option(None, help="hidden sizes, comma-separated, e.g. 512,256"),
     arch: Optional[str] = typer.Option(None, help="mlp | conv"),
     activation: Optional[str] = typer.Option(None, help="relu | tanh | elu | gelu | silu"),
@@ -51,7 +52,8 @@ def train(
     """Train a model and write OUT/config.json, model.safetensors, metrics.jsonl."""
     options = {"latent_dim": latent_dim, "latent_dims": parse_ints(latent_dims, "--latent-dims") if latent_dims else None,
                "hidden": parse_ints(hidden, "--hidden") if hidden else None,
-               "arch": arch, "activation": activation, "likelihood": likelihood, "sigma": sigma, "loss": loss}
+               "arch": arch, "activation": activation, "likelihood": likelihood, "sigma": sigma, "loss": loss,
+               "inference": inference}
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device, progress=progress)
     obj = ObjectiveConfig(kind=objective, k=k, beta=beta, warmup=warmup, free_bits=free_bits)
     net, history = train_run(model, data, out, options, cfg, obj, data_dir=data_dir, binarize=binarize,
