@@ -26,11 +26,11 @@ from datetime import date
 
 import torch
 
-from vaelab import checkpoint
+from vaelab import rundir
 from vaelab.data import for_evaluation, load_dataset
-from vaelab.evaluate import log_likelihood
+from vaelab.eval.evaluate import log_likelihood
 from vaelab.objectives import log_mean_exp
-from vaelab.runs import train_run
+from vaelab.train.run import train_run
 from vaelab.train import TrainConfig
 
 
@@ -78,7 +78,7 @@ def main() -> None:
 
     torch.manual_seed(0)
     if args.run:
-        model = checkpoint.load(args.run)
+        model = rundir.load(args.run)
     else:
         cfg = TrainConfig(epochs=args.epochs, batch_size=128, device="cpu", progress=False)
         model, _ = train_run("vae", "mnist", args.out, {"latent_dim": 20, "hidden": (400,)}, cfg,

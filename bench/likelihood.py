@@ -72,7 +72,7 @@ def paper_init(model, train_x: torch.Tensor) -> None:
 def test_nll(model, x: torch.Tensor, k: int, seed: int = 0) -> float:
     """Mean -log p(x) estimated with k importance samples, nats (chunked over samples and examples)."""
     try:  # the library's streaming estimator when present (vaelab.evaluate)
-        from vaelab.evaluate import log_likelihood
+        from vaelab.eval.evaluate import log_likelihood
     except ImportError:
         log_likelihood = None
     if log_likelihood is not None:

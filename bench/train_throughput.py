@@ -112,7 +112,7 @@ def run_canonical(epochs: int, seed: int) -> dict:
     from torch.nn import functional as F
     from torch.utils.data import DataLoader, Dataset
 
-    from vaelab.mnist import load_mnist
+    from vaelab.data.mnist import load_mnist
 
     class Items(Dataset):
         """TensorDataset-like: one (image, label) per __getitem__."""

@@ -1,7 +1,7 @@
 """A bounded load check of the explorer: many /api/decode calls to a real uvicorn server on 127.0.0.1.
 
 The model is the MNIST MLP VAE 784-400-20 (Bernoulli); by default it is randomly initialised and saved
-with ``checkpoint.save_model`` (decoding costs the same as for a trained one; ``--train`` trains one
+with ``rundir.save_model`` (decoding costs the same as for a trained one; ``--train`` trains one
 epoch with ``runs.train_run`` instead). The server is ``vaelab serve RUN`` in its own process, so client
 threads and server do not share a GIL. ``--threads`` client threads each send ``--requests`` decode
 requests (random z ~ N(0, I), one keep-alive http.client connection each), after one thread sent ``--requests`` alone
@@ -37,20 +37,20 @@ import torch
 
 
 def make_run(out: Path, data_dir: str | None, train: bool) -> Path:
-    from vaelab import checkpoint
+    from vaelab import rundir
     from vaelab.data import info_dict, load_dataset
     from vaelab.models import build_model
 
     opts = {"latent_dim": 20, "hidden": (400,), "likelihood": "bernoulli"}
     if train:
-        from vaelab.runs import train_run
+        from vaelab.train.run import train_run
         from vaelab.train import TrainConfig
 
         train_run("vae", "mnist", out, opts, TrainConfig(epochs=1, device="cpu", progress=False), data_dir=data_dir)
         return out
     torch.manual_seed(0)
     info = load_dataset("mnist", "test", data_dir=data_dir).info
-    return checkpoint.save_model(out, build_model("vae", input_shape=info.shape, **opts), data=info_dict(info))
+    return rundir.save_model(out, build_model("vae", input_shape=info.shape, **opts), data=info_dict(info))
 
 
 def free_port() -> int:
@@ -64,9 +64,9 @@ def bare_decode_ms(run: Path, repeats: int = 200) -> float:
     from vaelab.web import Explorer
 
     ex = Explorer.__new__(Explorer)  # only the model and rendering: skip the test-set encoding
-    from vaelab import checkpoint
+    from vaelab import rundir
 
-    ex.model, ex.is_image = checkpoint.load(run), True
+    ex.model, ex.is_image = rundir.load(run), True
     torch.set_num_threads(1)  # as in the server (vaelab serve --threads 1)
     z = torch.randn(repeats, 20).tolist()
     times = []

@@ -94,7 +94,7 @@ def digits() -> tuple[Dataset, Dataset]:
 @pytest.fixture(scope="session")
 def digits_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Trained run folders on digits: {'pca', 'ae', 'vae', 'cvae'} -> Path (read-only, shared)."""
-    from vaelab.runs import train_run
+    from vaelab.train.run import train_run
     from vaelab.train import TrainConfig
 
     root = tmp_path_factory.mktemp("digits_runs")

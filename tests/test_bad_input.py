@@ -14,7 +14,7 @@ import torch
 from typer.testing import CliRunner
 
 import vaelab
-from vaelab import checkpoint
+from vaelab import rundir
 from vaelab.cli import app
 from vaelab.models import REGISTRY, build_model, config_fields
 from vaelab.models.vae import VariationalAE
@@ -58,7 +58,7 @@ def test_cli_rejects_npy_with_nan(tmp_path):
     np.save(tmp_path / "bad.npy", a)
     r = cli("train", "--data", tmp_path / "bad.npy", "--epochs", "1", "--no-progress", "--out", tmp_path / "run")
     assert_cli_error(r, "bad.npy", "NaN")
-    assert not (tmp_path / "run" / checkpoint.WEIGHTS).exists()
+    assert not (tmp_path / "run" / rundir.WEIGHTS).exists()
 
 
 # -- shapes -------------------------------------------------------------------------------------------------
@@ -163,7 +163,7 @@ def vae_copy(digits_runs, tmp_path) -> Path:
 
 
 def test_truncated_weights(vae_copy, tmp_path):
-    w = vae_copy / checkpoint.WEIGHTS
+    w = vae_copy / rundir.WEIGHTS
     w.write_bytes(w.read_bytes()[: w.stat().st_size // 2])
     assert_cli_error(cli("sample", vae_copy, "--out", tmp_path / "x.png"), "model.safetensors", "corrupted")
     with pytest.raises(ValueError, match="corrupted"):
@@ -176,34 +176,34 @@ def test_truncated_weights(vae_copy, tmp_path):
     ('{"model": "nope", "model_config": {}}', "model='nope' is not known; allowed"),
 ])
 def test_corrupted_config(vae_copy, tmp_path, text, needle):
-    (vae_copy / checkpoint.CONFIG).write_text(text)
+    (vae_copy / rundir.CONFIG).write_text(text)
     assert_cli_error(cli("reconstruct", vae_copy, "--out", tmp_path / "x.png"), needle)
 
 
 def test_config_with_unknown_field(vae_copy):
-    cfg = json.loads((vae_copy / checkpoint.CONFIG).read_text())
+    cfg = json.loads((vae_copy / rundir.CONFIG).read_text())
     cfg["model_config"]["latnt_dim"] = 3
-    (vae_copy / checkpoint.CONFIG).write_text(json.dumps(cfg))
+    (vae_copy / rundir.CONFIG).write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match=r"unknown VAEConfig field\(s\) \['latnt_dim'\]; allowed"):
         vaelab.load(vae_copy)
 
 
 def test_weights_that_do_not_match_the_config(vae_copy):
-    cfg = json.loads((vae_copy / checkpoint.CONFIG).read_text())
+    cfg = json.loads((vae_copy / rundir.CONFIG).read_text())
     cfg["model_config"]["hidden"] = [17]
-    (vae_copy / checkpoint.CONFIG).write_text(json.dumps(cfg))
+    (vae_copy / rundir.CONFIG).write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match="does not match its config.json"):
         vaelab.load(vae_copy)
 
 
 def test_resume_with_fewer_epochs_than_done(vae_copy):
-    done = len(checkpoint.read_metrics(vae_copy))
+    done = len(rundir.read_metrics(vae_copy))
     r = cli("train", "--model", "vae", "--epochs", "1", "--resume", "--no-progress", "--out", vae_copy)
     assert_cli_error(r, "epochs=1", f"{done} epochs", f"epochs > {done}")
 
 
 def test_corrupted_trainer_state_on_resume(vae_copy):
-    (vae_copy / checkpoint.TRAINER).write_bytes(b"not a torch file")
+    (vae_copy / rundir.TRAINER).write_bytes(b"not a torch file")
     r = cli("train", "--model", "vae", "--epochs", "6", "--resume", "--no-progress", "--out", vae_copy)
     assert_cli_error(r, "trainer.pt", "corrupted")
 
@@ -232,7 +232,7 @@ def test_failed_resume_keeps_the_last_good_checkpoint(tmp_path):
     base = ["train", "--model", "vae", "--hidden", "16", "--latent-dim", "2", "--no-progress", "--device", "cpu",
             "--out", run]
     assert cli(*base, "--epochs", "2").exit_code == 0
-    saved = {f: (run / f).read_bytes() for f in (checkpoint.WEIGHTS, checkpoint.TRAINER, checkpoint.METRICS)}
+    saved = {f: (run / f).read_bytes() for f in (rundir.WEIGHTS, rundir.TRAINER, rundir.METRICS)}
     r = cli(*base, "--epochs", "4", "--lr", "1e6", "--resume")
     assert_cli_error(r, "NaN/Inf", "lr", "1000000", "last good checkpoint (epoch 2) was kept")
     for f, data in saved.items():

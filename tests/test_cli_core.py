@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from vaelab import checkpoint
+from vaelab import rundir
 from vaelab.cli import app
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -65,15 +65,15 @@ def test_train_writes_a_run_folder(tmp_path, model, extra):
     assert r.exit_code == 0, r.output
     assert f"trained {model} on digits" in r.output
     assert ("elbo" in r.output) == (model != "ae"), r.output  # no ELBO without a likelihood
-    for f in (checkpoint.CONFIG, checkpoint.WEIGHTS, checkpoint.METRICS):
+    for f in (rundir.CONFIG, rundir.WEIGHTS, rundir.METRICS):
         assert (run / f).is_file()
-    cfg = json.loads((run / checkpoint.CONFIG).read_text())
+    cfg = json.loads((run / rundir.CONFIG).read_text())
     assert cfg["model"] == model and cfg["model_config"]["latent_dim"] == 2
     assert cfg["data"]["name"] == "digits" and cfg["data"]["shape"] == [1, 8, 8]
-    rows = checkpoint.read_metrics(run)
+    rows = rundir.read_metrics(run)
     assert len(rows) == (1 if model == "pca" else 2)
     assert [r["epoch"] for r in rows] == list(range(1, len(rows) + 1))
-    assert checkpoint.load(run).name == model
+    assert rundir.load(run).name == model
 
 
 def test_sample_writes_a_png_grid(digits_runs, tmp_path):
@@ -128,7 +128,7 @@ def test_demo_writes_metrics_and_pictures(tmp_path):
     for f in pngs:
         assert_png(out / f)
     for name in metrics:
-        assert checkpoint.load(out / name).name == name
+        assert rundir.load(out / name).name == name
 
 
 def test_resume_continues_a_run(tmp_path):
@@ -137,13 +137,13 @@ def test_resume_continues_a_run(tmp_path):
             "--batch-size", "128", "--no-progress", "--device", "cpu", "--out", run]
     r = invoke(*base, "--epochs", "2")
     assert r.exit_code == 0, r.output
-    weights_after_2 = checkpoint.load(run).state_dict()
+    weights_after_2 = rundir.load(run).state_dict()
     r = invoke(*base, "--epochs", "4", "--resume")
     assert r.exit_code == 0, r.output
-    rows = checkpoint.read_metrics(run)
+    rows = rundir.read_metrics(run)
     assert [row["epoch"] for row in rows] == [1, 2, 3, 4]
-    assert torch.load(run / checkpoint.TRAINER, weights_only=True)["epoch"] == 4
-    after_4 = checkpoint.load(run).state_dict()
+    assert torch.load(run / rundir.TRAINER, weights_only=True)["epoch"] == 4
+    after_4 = rundir.load(run).state_dict()
     assert any(not torch.equal(weights_after_2[k], after_4[k]) for k in after_4)
 
 
@@ -151,7 +151,7 @@ def test_seed_fixes_weights_and_training(tmp_path):
     base = ["train", "--model", "vae", "--hidden", "16", "--epochs", "1", "--no-progress", "--device", "cpu"]
     for name, seed in (("a", "5"), ("b", "5"), ("c", "6")):
         assert invoke(*base, "--seed", seed, "--out", tmp_path / name).exit_code == 0
-    weights = {n: (tmp_path / n / checkpoint.WEIGHTS).read_bytes() for n in "abc"}
+    weights = {n: (tmp_path / n / rundir.WEIGHTS).read_bytes() for n in "abc"}
     assert weights["a"] == weights["b"]
     assert weights["a"] != weights["c"]
 
@@ -171,7 +171,7 @@ def test_train_on_mnist_one_epoch(mnist_dir, tmp_path):
                "--epochs", "1", "--batch-size", "1000", "--lr", "3e-3", "--no-progress", "--device", "cpu",
                "--out", run, env={"VAELAB_DATA_DIR": str(mnist_dir)})
     assert r.exit_code == 0, r.output
-    cfg = json.loads((run / checkpoint.CONFIG).read_text())
+    cfg = json.loads((run / rundir.CONFIG).read_text())
     assert cfg["data"]["shape"] == [1, 28, 28] and cfg["data"]["n_classes"] == 10
-    (row,) = checkpoint.read_metrics(run)
+    (row,) = rundir.read_metrics(run)
     assert row["val_elbo"] > -400  # well above an untrained decoder (~ -545 nats = 784 * log 2)

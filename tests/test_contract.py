@@ -16,7 +16,7 @@ from torch.distributions import Distribution
 
 import vaelab
 from conftest import contract_params
-from vaelab import checkpoint, objectives
+from vaelab import objectives, rundir
 from vaelab.config import from_dict, to_dict
 from vaelab.models import REGISTRY, build_model, config_fields, model_class
 from vaelab.objectives import ObjectiveConfig
@@ -124,7 +124,7 @@ def test_reconstruct_shapes_flat_and_image(built):
 
 def test_save_load_round_trip_gives_equal_outputs(built, tmp_path):
     model, x, y = built
-    checkpoint.save_model(tmp_path / "run", model)
+    rundir.save_model(tmp_path / "run", model)
     loaded = vaelab.load(tmp_path / "run")
     assert type(loaded) is type(model) and loaded.config == model.config
     assert not loaded.training

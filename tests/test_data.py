@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from vaelab import viz
+from vaelab.viz import grids as viz
 from vaelab.data import batches, for_evaluation, load_dataset, load_from_info, info_dict, split_validation
 
 

@@ -19,7 +19,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 import vaelab
-from vaelab import checkpoint
+from vaelab import rundir
 from vaelab.data import Dataset, load_dataset, split_validation
 from vaelab.models import build_model
 from vaelab.train import TrainConfig, TrainingDiverged, fit
@@ -116,7 +116,7 @@ def test_torchrun_cli_writes_one_loadable_run(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert [p.name for p in (tmp_path / "runs").iterdir()] == ["ddp"]
     assert {"config.json", "model.safetensors", "metrics.jsonl"} <= {p.name for p in out.iterdir()}
-    assert checkpoint.read_config(out)["world_size"] == WORLD
+    assert rundir.read_config(out)["world_size"] == WORLD
     train, _ = split_validation(load_dataset("digits", "train"), 0.1, seed=0)
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in rows] == [1, 2]

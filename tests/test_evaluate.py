@@ -12,10 +12,10 @@ import torch
 from conftest import contract_params
 from typer.testing import CliRunner
 
-from vaelab import features as feats
+from vaelab.eval import features as feats
 from vaelab.cli import app
 from vaelab.data import load_dataset
-from vaelab.evaluate import (active_units, batch_log_weights, evaluate, example_noise, iwae_curve,
+from vaelab.eval.evaluate import (active_units, batch_log_weights, evaluate, example_noise, iwae_curve,
                              log_likelihood, posterior_stats, probe_accuracy)
 from vaelab.models import REGISTRY, build_model
 from vaelab.train import TrainConfig, fit

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from vaelab.files import load_array, load_image_folder
+from vaelab.data.files import load_array, load_image_folder
 
 
 def _gray(path: Path, value: int, size: tuple[int, int] = (8, 6)) -> None:

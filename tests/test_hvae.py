@@ -9,7 +9,7 @@ import torch
 from typer.testing import CliRunner
 
 from conftest import quiet_env
-from vaelab import checkpoint
+from vaelab import rundir
 from vaelab.cli import app
 from vaelab.models import build_model
 from vaelab.objectives import ObjectiveConfig, log_mean_exp
@@ -173,9 +173,9 @@ def test_flat_hidden_is_shared_and_config_round_trips(tmp_path):
     model = build_model("hvae", input_shape=SHAPE, latent_dims=(5, 3), hidden=(20, 10))
     assert model.config.hidden == ((20, 10),) and model.config.layer_hidden(1) == (20, 10)
     per_layer = build_model("hvae", input_shape=SHAPE, latent_dims=(5, 3), hidden=[[20, 10], [7]])
-    checkpoint.save_model(tmp_path / "run", per_layer)
+    rundir.save_model(tmp_path / "run", per_layer)
     assert json.loads((tmp_path / "run" / "config.json").read_text())["model_config"]["hidden"] == [[20, 10], [7]]
-    assert checkpoint.load(tmp_path / "run").config == per_layer.config
+    assert rundir.load(tmp_path / "run").config == per_layer.config
 
 
 # -- training ----------------------------------------------------------------------------------------------
@@ -199,7 +199,7 @@ def test_cli_trains_and_samples_an_hvae(tmp_path):
                               "--inference", "bottom-up", "--epochs", "1", "--out", str(run), "--no-progress"],
                         env=quiet_env())
     assert res.exit_code == 0, res.output
-    model = checkpoint.load(run)
+    model = rundir.load(run)
     assert model.config.latent_dims == (6, 3) and model.config.hidden == ((24,),)
     assert model.config.inference == "bottom-up"
     res = runner.invoke(app, ["train", "--model", "hvae", "--inference", "sideways", "--epochs", "1",

@@ -15,9 +15,9 @@ from typing import Callable, Iterator
 import numpy as np
 import pytest
 
-from vaelab import download
-from vaelab.download import download_mnist, get_mirrors
-from vaelab.mnist import (
+from vaelab.data import download
+from vaelab.data.download import download_mnist, get_mirrors
+from vaelab.data.mnist import (
     MNIST_FILES,
     MNISTChecksumError,
     MNISTUnavailableError,

@@ -13,11 +13,11 @@ from matplotlib.figure import Figure
 from PIL import Image
 from typer.testing import CliRunner
 
-from vaelab import plots, viz
+from vaelab.viz import grids as viz, plots
 from vaelab.cli import app
 from vaelab.cli.io import write_png
 from vaelab.models import REGISTRY, config_fields
-from vaelab.runs import train_run
+from vaelab.train.run import train_run
 from vaelab.train import TrainConfig
 
 SCALE = 6            # 8x8 digits are upscaled to about 48 px (plots.upscale_for)

@@ -13,8 +13,9 @@ from conftest import quiet_env
 from PIL import Image
 from typer.testing import CliRunner
 
-from vaelab import checkpoint, plots
-from vaelab import report as rep
+from vaelab import rundir
+from vaelab.viz import plots
+from vaelab.viz import report as rep
 from vaelab.cli import app
 from vaelab.cli.demo import story_html
 from vaelab.train import score
@@ -93,12 +94,12 @@ def test_cli_report_compares_runs_in_one_self_contained_file(digits_runs, tmp_pa
 def test_metrics_come_from_eval_json_when_present(digits_runs, tmp_path):
     run = tmp_path / "vae"
     shutil.copytree(digits_runs["vae"], run)
-    last = checkpoint.read_metrics(run)[-1]
+    last = rundir.read_metrics(run)[-1]
     metrics, source = rep.run_metrics(run)
     assert source.startswith("metrics.jsonl") and "validation" in source
     assert metrics["elbo"] == last["val_elbo"] and metrics["recon_mse"] == last["val_mse"]
 
-    from vaelab.evaluate import evaluate
+    from vaelab.eval.evaluate import evaluate
 
     data = plots.load_run(run)
     ev = evaluate(data.model, data.test, iw_samples=5, fd=False)
@@ -130,7 +131,7 @@ def test_report_needs_a_run():
 
 def test_demo_story_tells_the_lecture_with_real_numbers(digits_runs, digits):
     _, test = digits
-    models = {n: checkpoint.load(digits_runs[n]) for n in ("pca", "ae", "vae")}
+    models = {n: rundir.load(digits_runs[n]) for n in ("pca", "ae", "vae")}
     metrics = {}
     for n, m in models.items():
         s = score(m, test)

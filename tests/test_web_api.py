@@ -17,7 +17,7 @@ from conftest import DIGITS_RUNS, contract_params  # noqa: E402
 from fastapi.testclient import TestClient  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
-from vaelab import checkpoint  # noqa: E402
+from vaelab import rundir  # noqa: E402
 from vaelab.data import info_dict, load_dataset  # noqa: E402
 from vaelab.models import build_model  # noqa: E402
 from vaelab.web import create_app  # noqa: E402
@@ -34,7 +34,7 @@ def runs(digits_runs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory)
     for key, (name, d) in EXTRA.items():
         torch.manual_seed(0)
         model = build_model(name, **{**contract_params(name), "latent_dim": d})
-        out[key] = checkpoint.save_model(tmp_path_factory.mktemp(key), model, data=info)
+        out[key] = rundir.save_model(tmp_path_factory.mktemp(key), model, data=info)
     return out
 
 
@@ -66,8 +66,8 @@ def explorer(client: TestClient):
 def test_info_map_is_the_projected_test_means(name: str, clients, runs, test_set) -> None:
     client = clients[name]
     info = client.get("/api/info").json()
-    model = checkpoint.load(runs[name])
-    assert info["model"] == checkpoint.read_config(runs[name])["model"]
+    model = rundir.load(runs[name])
+    assert info["model"] == rundir.read_config(runs[name])["model"]
     assert info["latent_dim"] == model.latent_dim and info["n_classes"] == model.n_classes
     assert info["input_shape"] == [1, 8, 8] and info["class_names"] == [str(i) for i in range(10)]
     n = len(test_set)
@@ -91,7 +91,7 @@ def test_info_map_is_the_projected_test_means(name: str, clients, runs, test_set
         for k in range(2):  # principal axes are defined up to sign
             sign = np.sign(ref[:, k] @ points[:, k])
             np.testing.assert_allclose(points[:, k], sign * ref[:, k], atol=1e-3)
-    rows = checkpoint.read_metrics(runs[name])
+    rows = rundir.read_metrics(runs[name])
     if rows:
         assert info["metrics"]["source"] == "metrics.jsonl"
         assert info["metrics"]["values"] == pytest.approx(rows[-1])
@@ -99,7 +99,7 @@ def test_info_map_is_the_projected_test_means(name: str, clients, runs, test_set
 
 @pytest.mark.parametrize("name", NAMES)
 def test_decode_matches_the_model_and_map_round_trips(name: str, clients, runs) -> None:
-    client, model = clients[name], checkpoint.load(runs[name])
+    client, model = clients[name], rundir.load(runs[name])
     proj = client.get("/api/info").json()["map"]["projection"]
     y = 3 if model.n_classes else None
     images = []

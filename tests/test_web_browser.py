@@ -49,14 +49,14 @@ def runs(digits_runs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory)
     """The shared trained runs plus a random-init VAE with latent_dim 5 (map = PCA of the means)."""
     import torch
 
-    from vaelab import checkpoint
+    from vaelab import rundir
     from vaelab.data import info_dict, load_dataset
     from vaelab.models import build_model
 
     torch.manual_seed(0)
     model = build_model("vae", input_shape=(1, 8, 8), latent_dim=5, hidden=(32,))
     info = info_dict(load_dataset("digits", "test").info)
-    return {**digits_runs, "vae-d5": checkpoint.save_model(tmp_path_factory.mktemp("vae-d5"), model, data=info)}
+    return {**digits_runs, "vae-d5": rundir.save_model(tmp_path_factory.mktemp("vae-d5"), model, data=info)}
 
 
 def _sliders(page) -> list[float]:

@@ -14,11 +14,13 @@ import torch
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from . import checkpoint
+from . import rundir
 from .data import DataInfo, Dataset, check_binarize, check_finite, info_dict
 from .models import LatentModel, build_model, config_fields
 from .objectives import ObjectiveConfig
-from .train import TrainConfig, fit, score
+from .train.loop import TrainConfig, fit, score
+
+__all__ = ["AE", "CVAE", "PCA", "VAE"]
 
 _TRAIN = ("epochs", "batch_size", "lr", "seed", "device")
 _OBJECTIVE = ("beta", "warmup", "free_bits")
@@ -111,7 +113,7 @@ class _LatentEstimator(TransformerMixin, BaseEstimator):
 
     def save(self, path: str | Path) -> Path:
         """Write a run folder (config.json + model.safetensors) that ``vaelab.load`` reads."""
-        return checkpoint.save_model(path, self.model, data=info_dict(self.info_))
+        return rundir.save_model(path, self.model, data=info_dict(self.info_))
 
 
 class PCA(_LatentEstimator):

@@ -7,11 +7,13 @@ from typing import Optional
 import torch
 import typer
 
-from .. import checkpoint, distributed, viz
+from .. import rundir
+from ..train import distributed
+from ..viz import grids as viz
 from ..data import for_evaluation, load_from_info
 from ..objectives import ObjectiveConfig
-from ..runs import train_run
-from ..train import TrainConfig
+from ..train.run import train_run
+from ..train.loop import TrainConfig
 from . import app
 from .common import friendly, parse_ints
 from .io import write_png
@@ -76,7 +78,7 @@ def sample(
     seed: int = typer.Option(0),
 ) -> None:
     """Draw prior samples and write them as an image grid."""
-    model = checkpoint.load(run)
+    model = rundir.load(run)
     if label is not None and model.n_classes == 0:
         raise ValueError(f"--label {label} needs a conditional model; {model.name!r} is not")
     if n > 10000:
@@ -98,8 +100,8 @@ def reconstruct(
     """Test images (top row) and their reconstructions (bottom row)."""
     if n < 1:
         raise ValueError(f"-n {n} must be >= 1")
-    model = checkpoint.load(run)
-    test = for_evaluation(load_from_info(checkpoint.read_config(run)["data"], "test", data_dir))
+    model = rundir.load(run)
+    test = for_evaluation(load_from_info(rundir.read_config(run)["data"], "test", data_dir))
     x, y = test.x[:n], None if test.y is None else test.y[:n]
     grid = viz.image_grid(viz.pairs(x, model.reconstruct(x, y if model.n_classes else None), n), ncol=min(n, len(x)))
     write_png(out, viz.upscale(grid, 2 if model.input_shape[-1] < 32 else 1))

@@ -11,14 +11,14 @@ from typing import Any, Optional
 import torch
 import typer
 
-from .. import plots, viz
+from ..viz import grids as viz, plots
 from ..data import Dataset, for_evaluation, load_from_info
-from ..evaluate import iwae_curve
+from ..eval.evaluate import iwae_curve
 from ..models import LatentModel
 from ..objectives import ObjectiveConfig
-from ..report import RunSummary, metrics_table, page_html, section_html
-from ..runs import train_run
-from ..train import TrainConfig, score
+from ..viz.report import RunSummary, metrics_table, page_html, section_html
+from ..train.run import train_run
+from ..train.loop import TrainConfig, score
 from . import app
 from .common import friendly
 from .io import write_png

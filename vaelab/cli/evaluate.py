@@ -6,11 +6,11 @@ from typing import Any, Optional
 
 import typer
 
-from .. import checkpoint
+from .. import rundir
 from ..config import save_json
 from ..data import load_from_info
-from ..evaluate import evaluate
-from ..train import pick_device
+from ..eval.evaluate import evaluate
+from ..device import pick_device
 from . import app
 from .common import friendly, parse_ints
 
@@ -56,8 +56,8 @@ def eval_run(
     """Score a run on its test split; write RUN/eval.json and print a table."""
     if iw_samples < 1:
         raise ValueError(f"--iw-samples {iw_samples} must be >= 1")
-    cfg = checkpoint.read_config(run)
-    model = checkpoint.load(run, pick_device(device))
+    cfg = rundir.read_config(run)
+    model = rundir.load(run, pick_device(device))
     test = load_from_info(cfg["data"], "test", data_dir)
     train = load_from_info(cfg["data"], "train", data_dir) if test.y is not None else None
     result = evaluate(model, test, train, iw_samples, batch_size=batch_size, chunk=chunk, seed=seed,

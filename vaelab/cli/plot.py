@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from .. import plots
+from ..viz import plots
 from . import app
 from .common import friendly
 from .io import write_png

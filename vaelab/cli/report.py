@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from .. import report as rep
+from ..viz import report as rep
 from . import app
 from .common import friendly
 

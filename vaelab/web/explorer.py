@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .. import checkpoint
+from .. import rundir
 from ..data import for_evaluation, load_from_info
 
 EVAL = "eval.json"
@@ -44,8 +44,8 @@ def read_run_metrics(run: Path) -> dict[str, Any]:
             return {"source": EVAL, "values": _finite_json(data)}
         except json.JSONDecodeError as e:
             return {"source": EVAL, "values": {}, "warning": f"{EVAL} is not valid JSON ({e})"}
-    rows = checkpoint.read_metrics(run)
-    return {"source": checkpoint.METRICS, "values": _finite_json(rows[-1]) if rows else {}}
+    rows = rundir.read_metrics(run)
+    return {"source": rundir.METRICS, "values": _finite_json(rows[-1]) if rows else {}}
 
 
 class Explorer:
@@ -56,13 +56,13 @@ class Explorer:
         if max_points < 2:
             raise ValueError(f"max_points={max_points} must be >= 2")
         self.run = Path(run_dir)
-        self.config = checkpoint.read_config(self.run)
-        self.model = checkpoint.load(self.run, device)
+        self.config = rundir.read_config(self.run)
+        self.model = rundir.load(self.run, device)
         self.name = self.config["model"]
         data_info = self.config.get("data")
         if not isinstance(data_info, dict):
             raise ValueError(f"run {str(self.run)!r} has no 'data' entry in config.json: it cannot be explored "
-                             "(save it with vaelab train or checkpoint.save_model(..., data=info_dict(info)))")
+                             "(save it with vaelab train or rundir.save_model(..., data=info_dict(info)))")
         test = for_evaluation(load_from_info(data_info, "test", data_dir))
         n = min(len(test), max_points)
         self.x = test.x[:n]                                            # (N, *shape) float32, on cpu

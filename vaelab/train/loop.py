@@ -15,12 +15,14 @@ from typing import Any
 
 import torch
 
-from . import checkpoint, distributed, objectives
-from .config import to_dict
-from .data import Dataset, batches, for_evaluation, info_dict
-from .distributions import get_likelihood
-from .models import LatentModel
-from .objectives import ObjectiveConfig
+from .. import objectives, rundir
+from . import distributed
+from ..config import to_dict
+from ..data import Dataset, batches, for_evaluation, info_dict
+from ..distributions import get_likelihood
+from ..models import LatentModel
+from ..objectives import ObjectiveConfig
+from ..device import pick_device  # noqa: F401  (re-exported: vaelab.train.pick_device)
 
 
 @dataclass(frozen=True)
@@ -44,17 +46,6 @@ class TrainConfig:
 
 class TrainingDiverged(RuntimeError):
     """Raised when the loss or gradients stay non-finite."""
-
-
-def pick_device(name: str = "auto") -> torch.device:
-    """cuda > mps > cpu when ``name`` is 'auto'."""
-    if name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda")
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return torch.device("mps")
-    return torch.device("cpu")
 
 
 def check_data_for_model(model: LatentModel, ds: Dataset) -> None:
@@ -92,7 +83,7 @@ def score(model: LatentModel, ds: Dataset, batch_size: int = 1000) -> dict[str, 
 
 def _log(run_dir: Path | None, row: dict[str, Any]) -> None:
     if run_dir is not None:
-        with open(run_dir / checkpoint.METRICS, "a") as f:
+        with open(run_dir / rundir.METRICS, "a") as f:
             f.write(json.dumps(row) + "\n")
 
 
@@ -115,15 +106,15 @@ def fit(model: LatentModel, train: Dataset, val: Dataset | None = None,
         out.mkdir(parents=True, exist_ok=True)
     meta = {"data": info_dict(train.info), "train": to_dict(cfg), "objective": to_dict(objective),
             **({"world_size": world} if world > 1 else {}), **(extra_config or {})}
-    if out is not None and not resume and (out / checkpoint.METRICS).exists():
-        (out / checkpoint.METRICS).unlink()
+    if out is not None and not resume and (out / rundir.METRICS).exists():
+        (out / rundir.METRICS).unlink()
 
     if not model.trainable:  # closed form (PCA)
         model.fit_closed_form(train.x.to(device))
         row = {"epoch": 1, **{f"val_{k}": v for k, v in (score(model, val) if val else {}).items()}}
         _log(out, row)
         if out is not None:
-            checkpoint.save_model(out, model, **meta)
+            rundir.save_model(out, model, **meta)
         return [row]
 
     # fused: one kernel for the whole Adam update instead of ~10 ops per parameter tensor
@@ -134,13 +125,13 @@ def fit(model: LatentModel, train: Dataset, val: Dataset | None = None,
     if resume:
         if run is None:
             raise ValueError("resume=True needs a run_dir")
-        state = checkpoint.load_trainer(run)
-        model.load_state_dict(checkpoint.load(run, device).state_dict())
+        state = rundir.load_trainer(run)
+        model.load_state_dict(rundir.load(run, device).state_dict())
         opt.load_state_dict(state["optimizer"])
         for group in opt.param_groups:  # the lr asked for now, not the one saved with the optimizer
             group["lr"] = cfg.lr
         gen.set_state(state["generator"])
-        start, history = int(state["epoch"]), checkpoint.read_metrics(run)
+        start, history = int(state["epoch"]), rundir.read_metrics(run)
         if cfg.epochs < start:
             raise ValueError(f"epochs={cfg.epochs} is below the {start} epochs run {str(run)!r} already has; "
                              f"pass epochs > {start} to continue it")
@@ -198,8 +189,8 @@ def fit(model: LatentModel, train: Dataset, val: Dataset | None = None,
         history.append(row)
         _log(out, row)
         if out is not None:
-            checkpoint.save_model(out, model, **meta)
-            checkpoint.save_trainer(out, {"optimizer": opt.state_dict(), "generator": gen.get_state(),
+            rundir.save_model(out, model, **meta)
+            rundir.save_trainer(out, {"optimizer": opt.state_dict(), "generator": gen.get_state(),
                                           "epoch": epoch + 1})
     bar.close()
     model.eval()

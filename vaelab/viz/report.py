@@ -16,8 +16,9 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from . import checkpoint, plots
-from .models import model_class
+from .. import rundir
+from . import plots
+from ..models import model_class
 
 EVAL = "eval.json"
 # (key in eval.json, column header, number format)
@@ -63,17 +64,17 @@ def run_metrics(run: str | Path) -> tuple[dict[str, Any], str]:
             return json.loads((run / EVAL).read_text()), EVAL
         except json.JSONDecodeError as e:
             raise ValueError(f"{str(run / EVAL)!r} is not valid JSON ({e})") from None
-    rows = checkpoint.read_metrics(run)
+    rows = rundir.read_metrics(run)
     if not rows:
         return {}, "none"
     last = rows[-1]
     has_val = any(k.startswith("val_") for k in last)
     pick = (lambda k: last.get(f"val_{k}")) if has_val else last.get
     out = {"elbo": pick("elbo"), "recon": pick("recon"), "kl": pick("kl"), "recon_mse": pick("mse")}
-    if not model_class(checkpoint.read_config(run)["model"]).has_likelihood:
+    if not model_class(rundir.read_config(run)["model"]).has_likelihood:
         out.update(elbo=None, recon=None, kl=None)
     split = "validation" if has_val else "training"
-    return out, f"{checkpoint.METRICS} (epoch {last.get('epoch', '?')}, {split})"
+    return out, f"{rundir.METRICS} (epoch {last.get('epoch', '?')}, {split})"
 
 
 def summarize_run(run: str | Path, data_dir: str | Path | None = None, name: str | None = None,

@@ -6,11 +6,11 @@ from typing import Any
 
 import torch
 
-from . import checkpoint
-from .data import Dataset, load_dataset, load_from_info, split_validation
-from .models import LatentModel, build_model, config_fields, model_class
-from .objectives import ObjectiveConfig
-from .train import TrainConfig, fit
+from .. import rundir
+from ..data import Dataset, load_dataset, load_from_info, split_validation
+from ..models import LatentModel, build_model, config_fields, model_class
+from ..objectives import ObjectiveConfig
+from .loop import TrainConfig, fit
 
 
 def model_params_for(name: str, data: Dataset, given: dict[str, Any]) -> dict[str, Any]:
@@ -39,11 +39,11 @@ def train_run(model: str, data: str, out: str | Path | None, model_options: dict
     if resume:
         if out is None:
             raise ValueError("--resume needs --out RUN (the run folder to continue)")
-        saved = checkpoint.read_config(out)
+        saved = rundir.read_config(out)
         if saved["model"] != model:
             raise ValueError(f"cannot resume run {str(out)!r}: it holds model {saved['model']!r}, not {model!r}")
         full = load_from_info(saved["data"], "train", data_dir)
-        net = checkpoint.load(out)
+        net = rundir.load(out)
     else:
         full = load_dataset(data, "train", data_dir=data_dir, binarize=binarize, size=size)
         torch.manual_seed(train_cfg.seed)  # the seed also fixes the initial weights

@@ -24,8 +24,8 @@ import torch
 from torch import Tensor
 from torch.distributions import Bernoulli, Distribution, Independent, Normal
 
-from .data import Dataset, for_evaluation
-from .models import LatentModel
+from ..data import Dataset, for_evaluation
+from ..models import LatentModel
 
 LOG_2PI = math.log(2 * math.pi)
 ROWS = 2048           # decoder rows (examples x samples) per call on the fast path

@@ -32,9 +32,9 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Bernoulli, Independent
 
-from .data import Dataset
+from ..data import Dataset
 from .evaluate import batch_slices, seeded
-from .models import LatentModel
+from ..models import LatentModel
 
 TRAIN_COUNT = 0  # how many feature nets this process has trained (the cache tests read it)
 

@@ -18,9 +18,10 @@ import torch
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from . import checkpoint, viz
-from .data import Dataset, for_evaluation, load_from_info
-from .models import LatentModel
+from .. import rundir
+from . import grids as viz
+from ..data import Dataset, for_evaluation, load_from_info
+from ..models import LatentModel
 
 Picture = Union[np.ndarray, Figure]
 KINDS = ("latent", "manifold", "interpolate", "recon", "samples", "traverse", "curves")
@@ -47,12 +48,12 @@ class RunData:
 
 def load_run(run: str | Path, data_dir: str | Path | None = None, with_test: bool = True) -> RunData:
     """A run folder's model (on the automatic device), config, test split (when asked) and metrics rows."""
-    from .train import pick_device
+    from ..device import pick_device
 
-    model = checkpoint.load(run, pick_device())
-    cfg = checkpoint.read_config(run)
+    model = rundir.load(run, pick_device())
+    cfg = rundir.read_config(run)
     test = for_evaluation(load_from_info(cfg["data"], "test", data_dir)) if with_test else None
-    return RunData(model, cfg, test, checkpoint.read_metrics(run))
+    return RunData(model, cfg, test, rundir.read_metrics(run))
 
 
 def upscale_for(shape: tuple[int, ...]) -> int:

@@ -22,7 +22,7 @@ CONFIG, WEIGHTS, TRAINER, METRICS = "config.json", "model.safetensors", "trainer
 
 
 def _version() -> str:
-    from . import __version__
+    from .version import __version__
 
     return __version__
 

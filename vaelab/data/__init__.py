@@ -1,0 +1,5 @@
+"""Datasets as tensors: embedded digits, MNIST (IDX, checksummed download), swiss roll, image folders, arrays."""
+from .datasets import (  # noqa: F401
+    BINARIZE, BUILTIN, DataInfo, Dataset, batches, check_binarize, check_finite, for_evaluation, info_dict, load_dataset,
+    load_from_info, split_validation,
+)

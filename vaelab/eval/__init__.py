@@ -1,0 +1,2 @@
+"""Test-set evaluation: importance-sampled log-likelihood, ELBO terms, latent statistics, FD_vaelab."""
+from .evaluate import evaluate, iwae_curve, log_likelihood  # noqa: F401

@@ -1,0 +1,1 @@
+"""Pictures: pure image grids and figures (grids), plot kinds from a run (plots), HTML reports (report)."""
