@@ -55,15 +55,22 @@ def test_iwae_with_one_sample_is_the_elbo(key, digits):
     assert ((a.mean(1) - b.mean(1)).abs() < 4 * se + 1e-3).all()
 
 
-def test_generic_log_weight_parts_match_the_base_log_weights(digits):
+def test_generic_log_weight_parts_match_a_direct_computation(digits):
+    """The base model's one log_weight_parts: log p(x|z) and log q - log p per dimension, with the
+    noise drawn from the caller's generator (the same generator seed gives the same z)."""
     model = make("vae")
     x, _ = data(model, digits, 5)
-    torch.manual_seed(2)
-    recon, rate = objectives.log_weight_parts(model, x, None, 6)
-    torch.manual_seed(2)
-    lw = model.log_weights(x, None, 6)
+    with torch.no_grad():
+        recon, rate = model.log_weight_parts(x, None, 6, generator=torch.Generator().manual_seed(2))
+        q = model.encode(x)
+        eps = torch.randn((6, 5, 3), generator=torch.Generator().manual_seed(2))
+        z = q.mean + q.stddev * eps                                    # (6, 5, 3)
+        px = model.decode(z.reshape(-1, 3))
+        lw = px.log_prob(x.repeat(6, 1, 1, 1)).reshape(6, 5) + model.prior(5).log_prob(z) - q.log_prob(z)
     assert recon.shape == (6, 5) and rate.shape == (6, 5, 3)  # one group per latent dimension
-    torch.testing.assert_close(recon - rate.sum(-1), lw, rtol=0, atol=1e-5)
+    torch.testing.assert_close(recon - rate.sum(-1), lw, rtol=0, atol=1e-4)
+    torch.testing.assert_close(model.log_weights(x, None, 6, generator=torch.Generator().manual_seed(2)), lw,
+                               rtol=0, atol=1e-4)
 
 
 @pytest.mark.parametrize("key", ["vae", "hvae-top-down"])
@@ -74,7 +81,7 @@ def test_iwae_warmup_beta_and_free_bits_temper_the_log_weights(key, digits):
 
     def parts(seed):
         torch.manual_seed(seed)
-        return objectives.log_weight_parts(model, x, y, 5)
+        return model.log_weight_parts(x, y, 5)
 
     recon, rate = parts(0)
     torch.manual_seed(0)
@@ -112,18 +119,29 @@ def test_elbo_free_bits_act_per_layer_for_the_hvae(digits):
     torch.testing.assert_close(terms.elbo, recon - kl.sum(-1))     # the reported bound is untouched
 
 
-def test_models_without_group_log_weights_only_take_plain_iwae(digits):
-    class OwnWeights(VariationalAE):  # overrides log_weights: no per-group split is available
-        def log_weights(self, x, y=None, k=1):
-            return super().log_weights(x, y, k)
+def test_a_prior_that_does_not_factorise_is_one_latent_group(digits):
+    """A model whose prior is not a product over dimensions (here N(0, I) as a MultivariateNormal) gets
+    one rate group; its log-weights equal the factorised model's, and beta tempers the one group."""
+    class FullPrior(VariationalAE):
+        def prior(self, n):
+            d = self.latent_dim
+            return torch.distributions.MultivariateNormal(torch.zeros(n, d), scale_tril=torch.eye(d))
 
     torch.manual_seed(0)
-    model = OwnWeights(VAEConfig(input_shape=SHAPE, latent_dim=2, hidden=(16,)))
+    model = FullPrior(VAEConfig(input_shape=SHAPE, latent_dim=2, hidden=(16,)))
+    plain = VariationalAE(model.config)
+    plain.load_state_dict(model.state_dict())
     x = digits[1].x[:4]
-    assert objectives.log_weight_parts(model, x, None, 2) is None
-    assert objectives.iwae(model, x, None, k=3).elbo.shape == (4,)
-    with pytest.raises(ValueError, match="iwae needs beta=1 and free_bits=0; got beta=0.5"):
-        objectives.iwae(model, x, None, k=3, beta=0.5)
+    with torch.no_grad():
+        recon, rate = model.log_weight_parts(x, None, 3, generator=torch.Generator().manual_seed(1))
+        recon_p, rate_p = plain.log_weight_parts(x, None, 3, generator=torch.Generator().manual_seed(1))
+    assert rate.shape == (3, 4, 1) and rate_p.shape == (3, 4, 2)
+    torch.testing.assert_close(recon - rate.sum(-1), recon_p - rate_p.sum(-1), rtol=0, atol=1e-4)
+    torch.manual_seed(5)
+    half = objectives.iwae(model, x, None, k=3, beta=0.5)
+    torch.manual_seed(5)
+    recon, rate = model.log_weight_parts(x, None, 3)
+    torch.testing.assert_close(half.loss, -log_mean_exp(recon - 0.5 * rate.sum(-1), 0).mean())
 
 
 def test_autoencoder_has_no_iwae(digits):

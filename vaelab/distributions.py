@@ -113,3 +113,40 @@ def kl_per_dim(q: Distribution, p: Distribution) -> Tensor:
     base_q = q.base_dist if isinstance(q, Independent) else q
     base_p = p.base_dist if isinstance(p, Independent) else p
     return torch.distributions.kl_divergence(base_q, base_p)
+
+
+_GLOBAL_RNG = __import__("threading").Lock()
+
+
+def rsample(d: Distribution, sample_shape: tuple[int, ...] = (), generator: torch.Generator | None = None) -> Tensor:
+    """``d.rsample(sample_shape)``, drawing the noise from ``generator`` when one is given.
+
+    Gaussians (plain or ``Independent``) use ``loc + scale * eps`` with eps from the generator, so
+    concurrent callers with their own generators never touch torch's global RNG. A point mass needs
+    no noise. Any other distribution is sampled from the global RNG seeded by the generator, under a
+    lock and inside ``fork_rng`` (the caller's global RNG state is restored)."""
+    shape = torch.Size(sample_shape)
+    if generator is None:
+        return d.rsample(shape)
+    base = d.base_dist if isinstance(d, Independent) else d
+    if isinstance(base, PointMass):
+        return d.rsample(shape)
+    if isinstance(base, Normal):
+        out = d._extended_shape(shape)
+        eps = torch.randn(out, generator=generator, dtype=base.loc.dtype, device=generator.device)
+        return base.loc + base.scale * eps.to(base.loc.device)
+    seed = int(torch.randint(0, 2 ** 62, (1,), generator=generator))
+    with _GLOBAL_RNG:
+        devices = [base.mean.device] if base.mean.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            return d.rsample(shape)
+
+
+def groups_rate(q: Distribution, p: Distribution, z: Tensor) -> Tensor:
+    """log q(z) - log p(z) per latent group: per dimension (..., d) when q and p both factorise over
+    the dimensions (``Independent`` over one event dim), else one group (..., 1)."""
+    if (isinstance(q, Independent) and isinstance(p, Independent)
+            and q.reinterpreted_batch_ndims == 1 and p.reinterpreted_batch_ndims == 1):
+        return q.base_dist.log_prob(z) - p.base_dist.log_prob(z)
+    return (q.log_prob(z) - p.log_prob(z)).unsqueeze(-1)

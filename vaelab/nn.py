@@ -89,3 +89,14 @@ class Decoder(nn.Module):
             h = self.body(h.reshape(-1, *self.grid))  # (B', C, 4gh, 4gw)
             h = h[:, :, : self.shape[1], : self.shape[2]]
         return h.reshape(*lead, *self.shape)
+
+
+def check_body(input_shape: tuple[int, ...], hidden: tuple[int, ...], arch: str, act: str) -> None:
+    """Checks shared by the MLP/conv encoder-decoder configs."""
+    if any(not isinstance(h, int) or h < 1 for h in hidden):
+        raise ValueError(f"hidden={hidden!r} sizes must be integers >= 1")
+    if arch not in ARCHS:
+        raise ValueError(f"arch={arch!r} is not known; allowed: {list(ARCHS)}")
+    if arch == "conv" and len(input_shape) != 3:
+        raise ValueError(f"arch='conv' needs image data (C, H, W); got example shape {input_shape}")
+    activation(act)

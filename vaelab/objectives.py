@@ -8,13 +8,13 @@ latent group: per dimension for the vae, per stochastic layer for the hvae.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor
 from torch.distributions import Independent
 
-from .models import LatentModel
+from .models import LatentModel  # noqa: F401  (the contract the objectives call)
 
 OBJECTIVES = ("elbo", "iwae")
 
@@ -47,6 +47,7 @@ class Terms:
     recon: Tensor     # (B,) E_q log p(x|z), one sample (distortion is its negative)
     kl: Tensor        # (B,) KL(q(z|x) || p(z)) (rate)
     kl_groups: Tensor  # (B, G) KL per latent dimension (or per layer)
+    extra: dict[str, Tensor] = field(default_factory=dict)  # the model's extra loss terms (scalars), in loss
 
 
 def kl_weight(cfg: ObjectiveConfig, epoch: float) -> float:
@@ -72,28 +73,6 @@ def log_mean_exp(a: Tensor, dim: int = 0) -> Tensor:
     return torch.logsumexp(a, dim) - math.log(a.shape[dim])
 
 
-def log_weight_parts(model, x: Tensor, y: Tensor | None = None, k: int = 1) -> tuple[Tensor, Tensor] | None:
-    """log p(x|z) (k, B) and the rate log q(z_g|.) - log p(z_g|.) per latent group (k, B, G).
-
-    A model may provide ``log_weight_parts`` (the hvae: one group per layer); a model using the base
-    ``log_weights`` with a diagonal-Gaussian q(z|x) and a factorised prior gets one group per dimension.
-    None when neither holds (then only ``model.log_weights`` is available)."""
-    if hasattr(model, "log_weight_parts"):
-        return model.log_weight_parts(x, y, k)
-    if type(model).log_weights is not LatentModel.log_weights or not model.has_likelihood:
-        return None
-    q = model.encode(x, y)
-    p = model.prior(x.shape[0])
-    if not (isinstance(q, Independent) and isinstance(p, Independent)
-            and q.reinterpreted_batch_ndims == 1 and p.reinterpreted_batch_ndims == 1):
-        return None
-    z = q.rsample((k,))                                  # (k, B, d), as in LatentModel.log_weights
-    yk = None if y is None else y.expand(k, *y.shape).reshape(-1)
-    px = model.decode(z.reshape(-1, z.shape[-1]), yk)
-    recon = px.log_prob(x.expand(k, *x.shape).reshape(-1, *x.shape[1:])).reshape(k, -1)
-    return recon, q.base_dist.log_prob(z) - p.base_dist.log_prob(z)
-
-
 def iwae(model, x: Tensor, y: Tensor | None = None, k: int = 5, beta: float = 1.0,
          free_bits: float = 0.0) -> Terms:
     """IWAE bound (Burda et al.): log (1/k) sum_i p(x, z_i) / q(z_i|x); with k = 1 it is the ELBO.
@@ -102,16 +81,10 @@ def iwae(model, x: Tensor, y: Tensor | None = None, k: int = 5, beta: float = 1.
     log p(x|z) - sum_g c_g rate_g with c_g = beta, or 0 for a latent group whose batch-mean rate is
     below ``free_bits`` (the gradient the ELBO's clamp gives). recon / kl / kl_groups report the means
     over the same k samples (kl per group is then a Monte Carlo estimate)."""
-    parts = log_weight_parts(model, x, y, k)
-    if parts is None:  # a model with its own log_weights only: plain IWAE, ELBO terms for reporting
-        if beta != 1.0 or free_bits > 0:
-            raise ValueError(f"model {model.name!r} gives no per-group log-weights, so iwae needs beta=1 and "
-                             f"free_bits=0; got beta={beta}, free_bits={free_bits}")
-        bound = log_mean_exp(model.log_weights(x, y, k), 0)  # (B,)
-        with torch.no_grad():
-            recon, kl_groups = model.elbo_parts(x, y)
-        return Terms(-bound.mean(), bound, recon, kl_groups.sum(-1), kl_groups)
-    recon_k, rate = parts                                # (k, B), (k, B, G)
+    if not model.capabilities.likelihood:
+        raise ValueError(f"model {model.name!r} has no likelihood p(x): the iwae bound is not defined; "
+                         "use objective 'elbo'")
+    recon_k, rate = model.log_weight_parts(x, y, k)      # (k, B), (k, B, G)
     bound = log_mean_exp(recon_k - rate.sum(-1), 0)      # (B,)
     if beta == 1.0 and free_bits <= 0:
         loss = -bound.mean()
@@ -127,5 +100,10 @@ def iwae(model, x: Tensor, y: Tensor | None = None, k: int = 5, beta: float = 1.
 def compute(model, x: Tensor, y: Tensor | None, cfg: ObjectiveConfig, epoch: float = math.inf) -> Terms:
     """The configured objective at (fractional) ``epoch``."""
     if cfg.kind == "iwae":
-        return iwae(model, x, y, cfg.k, kl_weight(cfg, epoch), cfg.free_bits)
-    return elbo(model, x, y, kl_weight(cfg, epoch), cfg.free_bits)
+        terms = iwae(model, x, y, cfg.k, kl_weight(cfg, epoch), cfg.free_bits)
+    else:
+        terms = elbo(model, x, y, kl_weight(cfg, epoch), cfg.free_bits)
+    if model.capabilities.extra_losses:  # e.g. a VQ-VAE's codebook and commitment losses
+        terms.extra = model.extra_losses(x, y)
+        terms.loss = terms.loss + sum(terms.extra.values())
+    return terms

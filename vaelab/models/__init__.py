@@ -1,5 +1,7 @@
-"""Every model registers itself here on import."""
-from .base import REGISTRY, LatentModel, build_model, config_fields, model_class, register
+"""Every model registers itself here on import (plugins: vaelab.models.plugins)."""
+from .base import (REGISTRY, Capabilities, LatentModel, build_model, check_shape, config_fields, model_class,
+                   posterior_means, register)
 from . import ae, hvae, pca, vae  # noqa: F401  (registration side effect)
 
-__all__ = ["REGISTRY", "LatentModel", "build_model", "config_fields", "model_class", "register"]
+__all__ = ["REGISTRY", "Capabilities", "LatentModel", "build_model", "check_shape", "config_fields",
+           "model_class", "posterior_means", "register"]

@@ -13,8 +13,8 @@ from torch import Tensor
 from torch.distributions import Distribution
 
 from ..distributions import PointMass, likelihood
-from ..nn import Decoder, Encoder
-from .base import LatentModel, register
+from ..nn import Decoder, Encoder, check_body
+from .base import Capabilities, LatentModel, check_shape, register
 
 LOSSES = {"mse": "gaussian", "l1": "laplace"}
 
@@ -28,15 +28,20 @@ class AEConfig:
     activation: str = "relu"          # relu | tanh | elu | gelu | silu
     loss: str = "mse"                 # "mse" or "l1" reconstruction loss
 
+    def __post_init__(self) -> None:
+        check_shape(self.input_shape, self.latent_dim)
+        check_body(self.input_shape, self.hidden, self.arch, self.activation)
+        if self.loss not in LOSSES:
+            raise ValueError(f"loss={self.loss!r} is not known; allowed: {sorted(LOSSES)}")
+
 
 @register("ae", AEConfig)
 class Autoencoder(LatentModel):
-    has_likelihood = False
+    # no p(x) and no prior: codes are points, trained on reconstruction error alone
+    capabilities = Capabilities(likelihood=False, standard_prior=False, gaussian_posterior=False)
 
     def __init__(self, config: AEConfig) -> None:
         super().__init__(config)
-        if config.loss not in LOSSES:
-            raise ValueError(f"loss={config.loss!r} is not known; allowed: {sorted(LOSSES)}")
         c = config
         self.encoder = Encoder(c.input_shape, c.hidden, c.latent_dim, c.arch, c.activation)
         self.decoder = Decoder(c.input_shape, c.hidden, c.latent_dim, c.arch, c.activation)
@@ -49,10 +54,10 @@ class Autoencoder(LatentModel):
         return likelihood(LOSSES[self.config.loss], out, torch.zeros((), device=out.device),
                           len(self.input_shape))
 
-    def elbo_parts(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def elbo_parts(self, x: Tensor, y: Tensor | None = None, generator=None) -> tuple[Tensor, Tensor]:
         recon = self.decode(self.encoder(x)).log_prob(x)        # (B,) = -SSE/2 (or -SAE) + const
         return recon, recon.new_zeros(len(x), 0)                # no KL term
 
-    def log_weights(self, x: Tensor, y: Tensor | None = None, k: int = 1) -> Tensor:
+    def log_weight_parts(self, x: Tensor, y: Tensor | None = None, k: int = 1, generator=None):
         raise ValueError("model 'ae' has no likelihood p(x): log-likelihood and ELBO are not defined; "
                          "use reconstruction error, or a vae")

@@ -1,7 +1,10 @@
 """The model registry and the contract every latent-variable model follows.
 
-A model is built from its frozen config dataclass (exactly its constructor arguments). ``encode`` and
-``decode`` return ``torch.distributions``; objectives (vaelab.objectives) are functions over these.
+A model is one file: a frozen config dataclass (its constructor arguments; one comment per field, every
+check in ``__post_init__``), a ``LatentModel`` subclass registered with ``@register(name, Config)``
+and a ``Capabilities`` value saying what it has. ``encode`` / ``decode`` / ``prior`` return
+``torch.distributions``; objectives, evaluation, plots, the web page and the estimators ask
+``model.capabilities``, never ``hasattr`` or which methods were overridden.
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution
 
 from ..config import from_dict
-from ..distributions import kl_per_dim, standard_normal
+from ..distributions import groups_rate, kl_per_dim, rsample, standard_normal
 
 REGISTRY: dict[str, type["LatentModel"]] = {}
 
@@ -48,6 +51,32 @@ def config_fields(name: str) -> set[str]:
     return {f.name for f in dataclasses.fields(model_class(name).Config)}
 
 
+@dataclasses.dataclass(frozen=True)
+class Capabilities:
+    """What a model has, declared once in its file (a class attribute ``capabilities``)."""
+
+    likelihood: bool = True          # p(x) is defined: ELBO, IWAE and NLL apply (False: autoencoder)
+    exact_likelihood: bool = False   # log_prob(x) in closed form (probabilistic PCA)
+    standard_prior: bool = True      # p(z) = N(0, I); False: the model's own prior(n) (hvae chain, learned)
+    closed_form_kl: bool = True      # elbo_parts' KL is analytic; False: a one-sample Monte Carlo estimate
+    gaussian_posterior: bool = True  # encode() returns the diagonal Gaussian q(z|x) that log_weight_parts samples
+    discrete_latents: bool = False   # z is discrete (codebook indices); False: continuous
+    needs_labels: bool = False       # conditional on a class label y (n_classes comes from the data)
+    extra_losses: bool = False       # extra_losses(x, y) adds named terms to the training loss
+    trainable: bool = True           # False: fitted in closed form by fit_closed_form(x) (PCA)
+
+
+def check_shape(input_shape: tuple[int, ...], latent_dim: int) -> None:
+    """The checks every model config shares (call from ``__post_init__``)."""
+    if not isinstance(latent_dim, int) or isinstance(latent_dim, bool):
+        raise ValueError(f"latent_dim={latent_dim!r} must be an integer")
+    if latent_dim < 1:
+        raise ValueError(f"latent_dim={latent_dim} must be >= 1")
+    if (not isinstance(input_shape, tuple) or not input_shape
+            or any(not isinstance(s, int) or s < 1 for s in input_shape)):
+        raise ValueError(f"input_shape={input_shape!r} must be a non-empty tuple of integer sizes >= 1")
+
+
 def check_sample_args(n: int, temperature: float) -> None:
     """Boundary check shared by every model's ``sample``."""
     if n < 1:
@@ -56,22 +85,33 @@ def check_sample_args(n: int, temperature: float) -> None:
         raise ValueError(f"temperature={temperature} must be > 0")
 
 
+class _Capability:
+    """``Model.trainable`` etc.: a name for one field of the class's declared capabilities."""
+
+    def __init__(self, field: str) -> None:
+        self.field = field
+
+    def __get__(self, obj: Any, cls: type) -> bool:
+        return getattr(cls.capabilities, self.field)
+
+
 class LatentModel(nn.Module):
     """p(x, z) = p(x|z) p(z) with an inference network q(z|x); y is an optional class label."""
 
     name: ClassVar[str]
     Config: ClassVar[type]
-    trainable: ClassVar[bool] = True     # False: fitted in closed form (PCA)
-    has_likelihood: ClassVar[bool] = True  # False: no p(x), so no ELBO / NLL (autoencoder)
-    conditional: ClassVar[bool] = False    # True: needs class labels y (n_classes comes from the data)
+    capabilities: ClassVar[Capabilities] = Capabilities()
+
+    # read-only shorthands for the declared capabilities (on the class and on instances)
+    trainable = _Capability("trainable")
+    has_likelihood = _Capability("likelihood")
+    conditional = _Capability("needs_labels")
 
     def __init__(self, config: Any) -> None:
         super().__init__()
-        self.config = config
-        if config.latent_dim < 1:
-            raise ValueError(f"latent_dim={config.latent_dim} must be >= 1")
-        if not config.input_shape or any(s < 1 for s in config.input_shape):
-            raise ValueError(f"input_shape={config.input_shape} must be a non-empty tuple of sizes >= 1")
+        if not isinstance(config, self.Config):
+            raise TypeError(f"model {self.name!r} is built from a {self.Config.__name__}, not {type(config).__name__}")
+        self.config = config  # validated by its own __post_init__
         self.register_buffer("_anchor", torch.zeros(()), persistent=False)  # tracks the device
 
     # -- shapes and conditioning ------------------------------------------------------------------
@@ -130,29 +170,54 @@ class LatentModel(nn.Module):
         """p(z) = N(0, I), batch shape (n,)."""
         return standard_normal((n, self.latent_dim), self.device)
 
-    def elbo_parts(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """One-sample reconstruction log p(x|z) (B,) and closed-form KL per latent group (B, G)."""
-        q = self.encode(x, y)
-        z = q.rsample()                              # (B, d) reparameterization trick
-        recon = self.decode(z, y).log_prob(x)        # (B,)
-        return recon, kl_per_dim(q, self.prior(x.shape[0]))  # (B, d)
+    def elbo_parts(self, x: Tensor, y: Tensor | None = None,
+                   generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """One-sample reconstruction log p(x|z) (B,) and the KL per latent group (B, G).
 
-    def log_weights(self, x: Tensor, y: Tensor | None = None, k: int = 1) -> Tensor:
-        """log p(x, z_i) - log q(z_i|x) for k posterior samples: (k, B)."""
+        Closed form per dimension when ``capabilities.closed_form_kl``; otherwise the one-sample rate
+        log q(z|x) - log p(z) (a Monte Carlo estimate). ``generator``: where the noise comes from."""
         q = self.encode(x, y)
-        z = q.rsample((k,))                          # (k, B, d)
+        z = rsample(q, (), generator)                # (B, d) reparameterization trick
+        recon = self.decode(z, y).log_prob(x)        # (B,)
+        p = self.prior(x.shape[0])
+        if self.capabilities.closed_form_kl:
+            return recon, kl_per_dim(q, p)           # (B, d)
+        return recon, groups_rate(q, p, z)           # (B, G)
+
+    def log_weight_parts(self, x: Tensor, y: Tensor | None = None, k: int = 1,
+                         generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
+        """For k samples z ~ q(z|x): log p(x|z) (k, B) and the rate log q(z_g|.) - log p(z_g|.) per
+        latent group (k, B, G): per dimension when q and p factorise, else one group."""
+        q = self.encode(x, y)
+        z = rsample(q, (k,), generator)              # (k, B, d)
         yk = None if y is None else y.expand(k, *y.shape).reshape(-1)
         px = self.decode(z.reshape(-1, z.shape[-1]), yk)
-        log_px = px.log_prob(x.expand(k, *x.shape).reshape(-1, *x.shape[1:])).reshape(k, -1)
-        return log_px + self.prior(x.shape[0]).log_prob(z) - q.log_prob(z)
+        recon = px.log_prob(x.expand(k, *x.shape).reshape(-1, *x.shape[1:])).reshape(k, -1)  # (k, B)
+        return recon, groups_rate(q, self.prior(x.shape[0]), z)
+
+    def log_weights(self, x: Tensor, y: Tensor | None = None, k: int = 1,
+                    generator: torch.Generator | None = None) -> Tensor:
+        """log p(x, z_i) - log q(z_i|x) for k posterior samples: (k, B)."""
+        recon, rate = self.log_weight_parts(x, y, k, generator)
+        return recon - rate.sum(-1)
+
+    def extra_losses(self, x: Tensor, y: Tensor | None = None) -> dict[str, Tensor]:
+        """Named scalar terms added to the training loss (models with ``capabilities.extra_losses``)."""
+        return {}
 
     @torch.no_grad()
-    def sample(self, n: int, y: Tensor | int | None = None, temperature: float = 1.0) -> Tensor:
-        """Decoded means of z ~ N(0, temperature^2 I): (n, *input_shape)."""
+    def sample(self, n: int, y: Tensor | int | None = None, temperature: float = 1.0,
+               generator: torch.Generator | None = None) -> Tensor:
+        """Decoded means of prior draws, the prior's spread scaled by ``temperature``: (n, *input_shape).
+
+        N(0, I) priors scale z; a model's own prior scales its draws about the prior mean."""
         check_sample_args(n, temperature)
         if self.n_classes and y is None:
             y = torch.arange(n, device=self.device) % self.n_classes
-        z = self.prior(n).sample() * temperature
+        p = self.prior(n)
+        z = p.sample() if generator is None else rsample(p, (), generator)  # (n, d)
+        if temperature != 1.0:
+            z = p.mean + temperature * (z - p.mean)
         return self.decode(z, y).mean
 
     @torch.no_grad()
@@ -160,3 +225,16 @@ class LatentModel(nn.Module):
         """Decoded mean of the posterior mean: (B, *input_shape)."""
         x = self.check_input(x)
         return self.decode(self.encode(x, y).mean, y).mean
+
+
+@torch.no_grad()
+def posterior_means(model: LatentModel, x: Tensor, y: Tensor | None = None, batch_size: int = 1000) -> Tensor:
+    """E[z|x] for every row of x in batches, on the CPU: (N, latent_dim). Labels are used only by
+    conditional models."""
+    model.eval()
+    out = []
+    for start in range(0, len(x), batch_size):
+        xb = model.check_input(x[start:start + batch_size].to(model.device))
+        yb = None if y is None or not model.n_classes else y[start:start + batch_size].to(model.device)
+        out.append(model.encode(xb, yb).mean.reshape(len(xb), -1).cpu())
+    return torch.cat(out) if out else torch.empty(0, model.latent_dim)

@@ -29,9 +29,9 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution, Independent
 
-from ..distributions import diag_gaussian, get_likelihood, kl_per_dim, likelihood, standard_normal
+from ..distributions import diag_gaussian, get_likelihood, kl_per_dim, likelihood, rsample, standard_normal
 from ..nn import Decoder, Encoder, activation, mlp
-from .base import LatentModel, check_sample_args, register
+from .base import Capabilities, LatentModel, check_sample_args, check_shape, register
 
 INFERENCE = ("top-down", "bottom-up")
 
@@ -54,6 +54,7 @@ class HVAEConfig:
             hidden = (tuple(hidden),)
         object.__setattr__(self, "hidden", tuple(tuple(int(v) for v in spec) for spec in hidden))
         object.__setattr__(self, "latent_dims", tuple(int(d) for d in self.latent_dims))
+        _check(self)
 
     @property
     def latent_dim(self) -> int:
@@ -66,6 +67,7 @@ class HVAEConfig:
 
 
 def _check(c: HVAEConfig) -> None:
+    """Every check of the config (run by ``__post_init__``)."""
     if not c.latent_dims or any(d < 1 for d in c.latent_dims):
         raise ValueError(f"latent_dims={c.latent_dims} must list one size >= 1 per stochastic layer, "
                          "bottom first, e.g. (64, 32)")
@@ -86,6 +88,7 @@ def _check(c: HVAEConfig) -> None:
         raise ValueError(f"sigma={c.sigma} must be > 0")
     get_likelihood(c.likelihood)
     activation(c.activation)
+    check_shape(c.input_shape, c.latent_dim)
 
 
 def _gaussian(h: Tensor) -> tuple[Tensor, Tensor]:
@@ -95,8 +98,11 @@ def _gaussian(h: Tensor) -> tuple[Tensor, Tensor]:
 
 @register("hvae", HVAEConfig)
 class HierarchicalVAE(LatentModel):
+    # its own prior (the generative chain); encode() is a mean-field summary, not the q that is sampled;
+    # the KL of a layer is closed form only given a sampled layer above, so the total is an estimate
+    capabilities = Capabilities(standard_prior=False, gaussian_posterior=False, closed_form_kl=False)
+
     def __init__(self, config: HVAEConfig) -> None:
-        _check(config)
         super().__init__(config)
         c, dims, act = config, config.latent_dims, config.activation
         hid = [c.layer_hidden(i) for i in range(len(dims))]
@@ -163,7 +169,7 @@ class HierarchicalVAE(LatentModel):
         w = torch.sigmoid(lv_p - lv_h)                  # = (1/v_hat) / (1/v_hat + 1/v_p)
         return w * mu_h + (1 - w) * mu_p, -torch.logaddexp(-lv_h, -lv_p)
 
-    def _chain(self, x: Tensor, k: int) -> list[tuple[Tensor, Independent, Independent]]:
+    def _chain(self, x: Tensor, k: int, gen: torch.Generator | None = None) -> list[tuple[Tensor, Independent, Independent]]:
         """Sample the posterior chain k times: per layer (bottom first) (z_i (k, B, d_i), q_i, p_i).
 
         q_i / p_i are the conditional Gaussians the sample was drawn from / is scored under
@@ -171,20 +177,20 @@ class HierarchicalVAE(LatentModel):
         T = len(self.latent_dims)
         if self.config.inference == "bottom-up":
             q = diag_gaussian(*_gaussian(self.encoder(x)))  # batch (B,)
-            zs, qs = [q.rsample((k,))], [q]                 # (k, B, d_1)
+            zs, qs = [rsample(q, (k,), gen)], [q]                 # (k, B, d_1)
             for net in self.q_nets:
                 q = diag_gaussian(*_gaussian(net(zs[-1])))  # batch (k, B)
-                zs.append(q.rsample())
+                zs.append(rsample(q, (), gen))
                 qs.append(q)
             ps = [diag_gaussian(*self.p_layer(i, zs[i + 1])) for i in range(T - 1)]
         else:
             hats = self._bottom_up(x)
             q = diag_gaussian(*hats[-1])
-            zs, qs, ps = [q.rsample((k,))], [q], []
+            zs, qs, ps = [rsample(q, (k,), gen)], [q], []
             for i in reversed(range(T - 1)):
                 p_params = self.p_layer(i, zs[0])             # (k, B, d_i) each
                 q = diag_gaussian(*self._combine(hats[i], p_params))
-                zs.insert(0, q.rsample())
+                zs.insert(0, rsample(q, (), gen))
                 qs.insert(0, q)
                 ps.insert(0, diag_gaussian(*p_params))
         ps.append(self.top_prior(x.shape[0]))
@@ -208,14 +214,15 @@ class HierarchicalVAE(LatentModel):
         return diag_gaussian(mu, logvar)
 
     # -- objectives' inputs ---------------------------------------------------------------------------
-    def elbo_parts(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    def elbo_parts(self, x: Tensor, y: Tensor | None = None,
+                   generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """One-sample log p(x|z1) (B,) and the KL of each layer (B, T), bottom first.
 
         top-down: every layer in closed form given the sampled layer above. bottom-up: the top layer in
         closed form (vs N(0, I)), lower layers single-sample log q(z_i|z_{i-1}) - log p(z_i|z_{i+1})."""
         x = self.check_input(x)
         self.condition(y, len(x))
-        chain = self._chain(x, 1)
+        chain = self._chain(x, 1, generator)
         recon = self._px(chain[0][0]).log_prob(x)[0]                 # (B,)
         kls = []
         for i, (z, q, p) in enumerate(chain):
@@ -224,26 +231,23 @@ class HierarchicalVAE(LatentModel):
             kls.append(kl.expand(1, x.shape[0])[0])                 # (B,)
         return recon, torch.stack(kls, -1)                          # (B,), (B, T)
 
-    def log_weight_parts(self, x: Tensor, y: Tensor | None = None, k: int = 1) -> tuple[Tensor, Tensor]:
+    def log_weight_parts(self, x: Tensor, y: Tensor | None = None, k: int = 1,
+                         generator: torch.Generator | None = None) -> tuple[Tensor, Tensor]:
         """For k posterior samples: log p(x|z1) (k, B) and log q(z_i|.) - log p(z_i|.) per layer (k, B, T)."""
         x = self.check_input(x)
         self.condition(y, len(x))
-        chain = self._chain(x, k)
+        chain = self._chain(x, k, generator)
         recon = self._px(chain[0][0]).log_prob(x)                    # (k, B)
         rate = torch.stack([q.log_prob(z) - p.log_prob(z) for z, q, p in chain], -1)  # (k, B, T)
         return recon, rate
 
-    def log_weights(self, x: Tensor, y: Tensor | None = None, k: int = 1) -> Tensor:
-        """log p(x, z_1..T) - log q(z_1..T | x) for k samples of the chain: (k, B)."""
-        recon, rate = self.log_weight_parts(x, y, k)
-        return recon - rate.sum(-1)
-
     # -- generation -----------------------------------------------------------------------------------
     @torch.no_grad()
-    def sample(self, n: int, y: Tensor | int | None = None, temperature: float = 1.0) -> Tensor:
+    def sample(self, n: int, y: Tensor | int | None = None, temperature: float = 1.0,
+               generator: torch.Generator | None = None) -> Tensor:
         """Ancestral top-down samples, every layer's std scaled by ``temperature``: (n, *input_shape)."""
         check_sample_args(n, temperature)
-        z = self.prior(n, temperature).sample()                     # (n, latent_dim)
+        z = self.prior(n, temperature).rsample(generator=generator)  # (n, latent_dim)
         return self.decode(z).mean
 
 
@@ -257,13 +261,19 @@ class HierarchicalPrior(Distribution):
         self.model, self.temperature = model, float(temperature)
         super().__init__(torch.Size((n,)), torch.Size((model.latent_dim,)), validate_args=False)
 
-    def rsample(self, sample_shape: torch.Size = torch.Size()) -> Tensor:
+    def rsample(self, sample_shape: torch.Size = torch.Size(), generator: torch.Generator | None = None) -> Tensor:
         m, t = self.model, self.temperature
         lead = torch.Size(sample_shape) + self.batch_shape
-        zs = [t * torch.randn(*lead, m.latent_dims[-1], device=m.device)]  # z_T
+
+        def randn(*shape: int) -> Tensor:  # from ``generator`` when given (on its device), else the global RNG
+            if generator is None:
+                return torch.randn(*shape, device=m.device)
+            return torch.randn(*shape, generator=generator, device=generator.device).to(m.device)
+
+        zs = [t * randn(*lead, m.latent_dims[-1])]  # z_T
         for i in reversed(range(len(m.latent_dims) - 1)):
             mu, logvar = m.p_layer(i, zs[0])
-            zs.insert(0, mu + t * (0.5 * logvar).exp() * torch.randn_like(mu))
+            zs.insert(0, mu + t * (0.5 * logvar).exp() * randn(*mu.shape))
         return torch.cat(zs, -1)                                       # (*lead, latent_dim)
 
     def log_prob(self, value: Tensor) -> Tensor:

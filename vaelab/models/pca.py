@@ -15,7 +15,7 @@ from torch import Tensor
 from torch.distributions import Distribution
 
 from ..distributions import diag_gaussian, likelihood
-from .base import LatentModel, register
+from .base import Capabilities, LatentModel, check_shape, register
 
 
 @dataclass(frozen=True)
@@ -23,16 +23,21 @@ class PCAConfig:
     input_shape: tuple[int, ...]  # shape of one example, e.g. (1, 8, 8)
     latent_dim: int = 2           # number of principal components kept
 
+    def __post_init__(self) -> None:
+        check_shape(self.input_shape, self.latent_dim)
+        if self.latent_dim > math.prod(self.input_shape):
+            raise ValueError(f"latent_dim={self.latent_dim} must be <= the data dimension "
+                             f"{math.prod(self.input_shape)} for pca")
+
 
 @register("pca", PCAConfig)
 class PPCA(LatentModel):
-    trainable = False
+    # exact log p(x); the exact posterior is a diagonal Gaussian; fitted in closed form
+    capabilities = Capabilities(exact_likelihood=True, trainable=False)
 
     def __init__(self, config: PCAConfig) -> None:
         super().__init__(config)
         d, k = math.prod(config.input_shape), config.latent_dim
-        if k > d:
-            raise ValueError(f"latent_dim={k} must be <= the data dimension {d} for pca")
         self.register_buffer("mean", torch.zeros(d))             # (D,) data mean mu
         self.register_buffer("components", torch.eye(d, k))      # (D, k) orthonormal U
         self.register_buffer("eigenvalues", torch.ones(k))       # (k,) variances along U

@@ -13,8 +13,8 @@ from torch import Tensor, nn
 from torch.distributions import Distribution
 
 from ..distributions import diag_gaussian, get_likelihood, likelihood
-from ..nn import Decoder, Encoder
-from .base import LatentModel, register
+from ..nn import Decoder, Encoder, check_body
+from .base import Capabilities, LatentModel, check_shape, register
 
 
 @dataclass(frozen=True)
@@ -28,17 +28,34 @@ class VAEConfig:
     sigma: float = 0.1                # decoder scale for gaussian/laplace (initial value if learned)
     n_classes: int = 0                # > 0: conditional on a class label y in 0..n_classes-1
 
+    def __post_init__(self) -> None:
+        check_shape(self.input_shape, self.latent_dim)
+        check_body(self.input_shape, self.hidden, self.arch, self.activation)
+        get_likelihood(self.likelihood)
+        if not self.sigma > 0:
+            raise ValueError(f"sigma={self.sigma} must be > 0")
+        if self.n_classes < 0:
+            raise ValueError(f"n_classes={self.n_classes} must be >= 0")
+
+
+@dataclass(frozen=True)
+class CVAEConfig(VAEConfig):
+    n_classes: int = 2                # number of label classes (>= 2; taken from the data)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.n_classes < 2:
+            raise ValueError(f"cvae needs n_classes >= 2 (the number of label classes); got {self.n_classes}")
+
 
 @register("vae", VAEConfig)
 class VariationalAE(LatentModel):
+    capabilities = Capabilities()  # N(0, I) prior, diagonal Gaussian q, closed-form KL
+
     def __init__(self, config: VAEConfig) -> None:
         super().__init__(config)
         c = config
         lik = get_likelihood(c.likelihood)
-        if c.sigma <= 0:
-            raise ValueError(f"sigma={c.sigma} must be > 0")
-        if c.n_classes < 0:
-            raise ValueError(f"n_classes={c.n_classes} must be >= 0")
         self.encoder = Encoder(c.input_shape, c.hidden, 2 * c.latent_dim, c.arch, c.activation, c.n_classes)
         self.decoder = Decoder(c.input_shape, c.hidden, c.latent_dim, c.arch, c.activation, c.n_classes)
         log_sigma = torch.full(c.input_shape, math.log(c.sigma))
@@ -57,13 +74,8 @@ class VariationalAE(LatentModel):
         return likelihood(self.config.likelihood, out, self.log_sigma, len(self.input_shape))
 
 
-@register("cvae", VAEConfig)
+@register("cvae", CVAEConfig)
 class ConditionalVAE(VariationalAE):
     """A VAE conditioned on a class label: generate a chosen class with ``sample(n, y=k)``."""
 
-    conditional = True
-
-    def __init__(self, config: VAEConfig) -> None:
-        if config.n_classes < 2:
-            raise ValueError(f"cvae needs n_classes >= 2 (the number of label classes); got {config.n_classes}")
-        super().__init__(config)
+    capabilities = Capabilities(needs_labels=True)
