@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from vaelab.viz import grids as viz, plots
 from vaelab.cli import app
-from vaelab.cli.io import write_png
+from vaelab.rundir import write_png
 from vaelab.models import REGISTRY, config_fields
 from vaelab.train.run import train_run
 from vaelab.train import TrainConfig

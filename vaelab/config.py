@@ -1,11 +1,14 @@
-"""Frozen dataclass configs: JSON round-trip that rejects unknown keys, dotted overrides."""
+"""Frozen dataclass configs: JSON round-trip that rejects unknown keys, dotted overrides, field help."""
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import io
 import json
+import textwrap
+import tokenize
 import types
 import typing
-from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -42,8 +45,48 @@ def from_dict(cls: type[T], data: dict[str, Any]) -> T:
     return cls(**{k: _coerce(hints[k], v) for k, v in data.items()})
 
 
-def save_json(path: Path, data: Any) -> None:
-    """Write JSON atomically (temp file + rename)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n")
-    tmp.replace(path)
+def _field_comments(cls: type) -> dict[str, str]:
+    """``name: type = default  # comment`` lines of one class body -> {name: comment} ({} without source)."""
+    try:
+        source = textwrap.dedent(inspect.getsource(cls))
+        tokens = list(tokenize.generate_tokens(io.StringIO(source).readline))
+    except (OSError, TypeError, tokenize.TokenError, IndentationError, SyntaxError):
+        return {}
+    comments: dict[str, str] = {}
+    depth, at_start, field = 0, True, None
+    for i, tok in enumerate(tokens):
+        if tok.type == tokenize.INDENT:
+            depth += 1
+        elif tok.type == tokenize.DEDENT:
+            depth -= 1
+        elif tok.type == tokenize.NEWLINE:  # end of a logical line (a statement)
+            at_start, field = True, None
+            continue
+        elif tok.type == tokenize.COMMENT:
+            if field is not None:  # the statement's trailing comment (the last one if it spans lines)
+                comments[field] = tok.string.lstrip("#").strip()
+            continue
+        elif tok.type == tokenize.NL:
+            continue
+        elif at_start:
+            nxt = tokens[i + 1] if i + 1 < len(tokens) else None
+            if (depth == 1 and tok.type == tokenize.NAME and nxt is not None
+                    and nxt.type == tokenize.OP and nxt.string == ":"):
+                field = tok.string  # an annotated assignment in the class body: a field
+            at_start = False
+    return comments
+
+
+def field_help(cls: type) -> dict[str, str]:
+    """Each dataclass field's help: its trailing ``# comment`` in the class source.
+
+    Walks the MRO, so a subclass config inherits the comments of the fields it does not redeclare;
+    falls back to ``field.metadata["help"]``, then to "" (e.g. when the source is unavailable)."""
+    found: dict[str, str] = {}
+    for klass in cls.__mro__:
+        if klass is object:
+            continue
+        for name, text in _field_comments(klass).items():
+            found.setdefault(name, text)  # the most derived class wins
+    return {f.name: found.get(f.name) or f.metadata.get("help", "")
+            for f in dataclasses.fields(cls)}  # type: ignore[arg-type]

@@ -3,7 +3,6 @@
 It ends by writing OUT/report.html, one self-contained page telling the story on the demo's own data."""
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any, Optional
@@ -16,12 +15,12 @@ from ..data import Dataset, for_evaluation, load_from_info
 from ..eval.evaluate import iwae_curve
 from ..models import LatentModel
 from ..objectives import ObjectiveConfig
+from ..rundir import REPORT, atomic_write, read_config, write_json, write_png
 from ..viz.report import RunSummary, metrics_table, page_html, section_html
 from ..train.run import train_run
 from ..train.loop import TrainConfig, score
 from . import app
 from .common import friendly
-from .io import write_png
 
 # (model, options, epochs): small nets, enough epochs for 8x8 digits, well under 2 minutes on 2 cores
 DEMO_MODELS: list[tuple[str, dict[str, Any], int]] = [
@@ -163,7 +162,7 @@ def demo(
         model, _ = train_run(name, data, out / name, options, cfg, ObjectiveConfig(), data_dir=data_dir,
                              val_fraction=0.0)
         model = model.cpu().eval()  # trained on the auto device; scored and drawn next to CPU test data
-        test = for_evaluation(load_from_info(json.loads((out / name / "config.json").read_text())["data"],
+        test = for_evaluation(load_from_info(read_config(out / name)["data"],
                                              "test", data_dir))
         m = score(model, test)
         if name == "pca":
@@ -174,6 +173,6 @@ def demo(
             write_png(out / fname, pic)
             pictures[fname] = pic
         typer.echo(f"{name:>4}: " + ", ".join(f"{k}={v:.4g}" for k, v in metrics[name].items()))
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    (out / "report.html").write_text(story_html(models, test, metrics, pictures), encoding="utf-8")
+    write_json(out / "metrics.json", metrics)
+    atomic_write(out / REPORT, story_html(models, test, metrics, pictures))
     typer.echo(f"wrote {out}/metrics.json, pictures and {out}/report.html")

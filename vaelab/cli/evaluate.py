@@ -7,14 +7,13 @@ from typing import Any, Optional
 import typer
 
 from .. import rundir
-from ..config import save_json
 from ..data import load_from_info
 from ..eval.evaluate import evaluate
 from ..device import pick_device
 from . import app
 from .common import friendly, parse_ints
 
-EVAL_JSON = "eval.json"
+EVAL_JSON = rundir.EVAL
 
 
 def format_table(result: dict[str, Any]) -> str:
@@ -63,6 +62,6 @@ def eval_run(
     result = evaluate(model, test, train, iw_samples, batch_size=batch_size, chunk=chunk, seed=seed,
                       max_examples=max_examples, curve=parse_ints(curve_ks, "--curve-ks") if curve else None,
                       fd=fd, cache_dir=cache_dir, workers=workers, progress=progress)
-    save_json(Path(run) / EVAL_JSON, result)
+    rundir.write_json(Path(run) / EVAL_JSON, result)
     typer.echo(format_table(result))
     typer.echo(f"wrote {Path(run) / EVAL_JSON}")

@@ -6,10 +6,10 @@ from typing import Optional
 
 import typer
 
+from ..rundir import write_png
 from ..viz import plots
 from . import app
 from .common import friendly
-from .io import write_png
 
 
 def parse_dims(text: str | None) -> tuple[int, ...] | None:

@@ -6,6 +6,7 @@ from typing import Optional
 
 import typer
 
+from ..rundir import REPORT, atomic_write
 from ..viz import report as rep
 from . import app
 from .common import friendly
@@ -21,7 +22,7 @@ def run_names(runs: list[Path]) -> list[str]:
 @friendly
 def report(
     runs: list[Path] = typer.Argument(..., help="run folders to compare"),
-    out: Path = typer.Option(Path("report.html"), help="HTML file to write"),
+    out: Path = typer.Option(Path(REPORT), help="HTML file to write"),
     data_dir: Optional[Path] = typer.Option(None, help="where mnist/ lives (else $VAELAB_DATA_DIR)"),
     seed: int = typer.Option(0, help="seeds the prior samples"),
 ) -> None:
@@ -29,6 +30,5 @@ def report(
     reconstructions and training curves (eval.json numbers when present, else the last epoch's)."""
     opts = rep.plots.PlotOptions(seed=seed)
     summaries = [rep.summarize_run(r, data_dir, name, opts=opts) for r, name in zip(runs, run_names(runs))]
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(rep.comparison_html(summaries), encoding="utf-8")
+    atomic_write(out, rep.comparison_html(summaries))
     typer.echo(f"wrote a report on {len(runs)} run(s) to {out}")

@@ -3,3 +3,4 @@ from .datasets import (  # noqa: F401
     BINARIZE, BUILTIN, DataInfo, Dataset, batches, check_binarize, check_finite, for_evaluation, info_dict, load_dataset,
     load_from_info, split_validation,
 )
+from .paths import DATA_DIR_ENV, find_data_dir  # noqa: F401

@@ -1,7 +1,7 @@
 """Downloading MNIST from public mirrors with sha256 checks (urllib only).
 
 Each file is fetched from the mirrors in turn, written to a temporary file in the target directory and
-moved into place with ``os.replace`` only once the SHA-256 of its uncompressed content matches, so a
+moved into place (:func:`vaelab.fileio.atomic_path`) only once the SHA-256 of its uncompressed content matches, so a
 corrupt or partial download never ends up in the data directory.
 """
 
@@ -10,26 +10,25 @@ from __future__ import annotations
 import http.client
 import os
 import sys
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import IO, Iterable, Sequence
 
-from .mnist import (
-    _CHUNK,
-    _VERIFIED,
+from ..fileio import atomic_path
+from .mnist_files import (
+    CHUNK,
     MIRRORS_ENV,
     MNIST_SHA256,
     MNISTChecksumError,
     MNISTUnavailableError,
-    _all_names,
-    _check_split,
-    _file_key,
-    _local_file,
-    _sha256_decompressed,
-    _unavailable_message,
-    _verify_local,
+    all_names,
+    check_split,
+    local_file,
+    mark_verified,
+    sha256_decompressed,
+    unavailable_message,
+    verify_local,
 )
 
 #: Default public mirrors, tried in order (base URLs; the file name is appended).
@@ -69,7 +68,7 @@ def _fetch(url: str, dest: IO[bytes], timeout: float, progress: bool, label: str
                 bar = None
         received = 0
         try:
-            while chunk := resp.read(_CHUNK):
+            while chunk := resp.read(CHUNK):
                 dest.write(chunk)
                 received += len(chunk)
                 if bar is not None:
@@ -93,19 +92,17 @@ def _download_one(name: str, mnist_dir: Path, mirrors: Sequence[str], timeout: f
     want = MNIST_SHA256[name]
     for base in mirrors:
         url = base.rstrip("/") + "/" + name
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=mnist_dir)
-        tmp = Path(tmp_name)
         try:
-            with os.fdopen(fd, "wb") as fh:
-                _fetch(url, fh, timeout, progress, name)
-            with open(tmp, "rb") as fh:
-                if fh.read(2) != b"\x1f\x8b":
-                    raise ValueError("not a gzip file")
-            got = _sha256_decompressed(tmp)
-            if got != want:
-                raise ValueError(f"sha256 checksum mismatch (expected {want}, got {got})")
-            os.replace(tmp, target)
-            _VERIFIED.add(_file_key(target))
+            with atomic_path(target) as tmp:  # moved into place only if the block succeeds
+                with open(tmp, "wb") as fh:
+                    _fetch(url, fh, timeout, progress, name)
+                with open(tmp, "rb") as fh:
+                    if fh.read(2) != b"\x1f\x8b":
+                        raise ValueError("not a gzip file")
+                got = sha256_decompressed(tmp)
+                if got != want:
+                    raise ValueError(f"sha256 checksum mismatch (expected {want}, got {got})")
+            mark_verified(target)
             return True, attempts
         except (OSError, ValueError, http.client.HTTPException) as exc:
             reason = str(exc) or type(exc).__name__
@@ -116,8 +113,6 @@ def _download_one(name: str, mnist_dir: Path, mirrors: Sequence[str], timeout: f
             attempts.append((url, reason))
             if progress:
                 print(f"vaelab: could not download {url}: {reason}", file=sys.stderr)
-        finally:
-            tmp.unlink(missing_ok=True)
     return False, attempts
 
 
@@ -152,17 +147,17 @@ def download_mnist(
         MNISTUnavailableError: if some file could not be obtained from any mirror.
     """
     for split in splits:
-        _check_split(split)
+        check_split(split)
     mnist_dir = Path(root).expanduser() / "mnist"
     mnist_dir.mkdir(parents=True, exist_ok=True)
     urls = get_mirrors(mirrors)
     all_attempts: list[tuple[str, str]] = []
     missing: list[str] = []
-    for name in _all_names(splits):
-        local = _local_file(mnist_dir, name)
+    for name in all_names(splits):
+        local = local_file(mnist_dir, name)
         if local is not None:
             try:
-                _verify_local(local, name)
+                verify_local(local, name)
                 continue
             except MNISTChecksumError as exc:
                 if progress:
@@ -176,11 +171,9 @@ def download_mnist(
         missing.append(name)
     if missing:
         raise MNISTUnavailableError(
-            _unavailable_message(mnist_dir, missing, all_attempts),
+            unavailable_message(mnist_dir, missing, all_attempts),
             directory=mnist_dir,
             missing=missing,
             attempts=all_attempts,
         )
     return mnist_dir
-
-

@@ -11,7 +11,8 @@ Numbers are comparable only between models scored with the same feature net (sam
 cache entry; eval.json records it as ``fd_features``), never with published FID values.
 
 The trained net is cached as ``<root>/features/<dataset>-<hash>.safetensors`` plus a ``.json`` with its
-settings, where root is ``cache_dir``, else ``$VAELAB_DATA_DIR``, else ``~/.cache/vaelab``. The hash
+settings, where root is ``vaelab.data.find_data_dir(cache_dir)``: ``cache_dir``, else ``$VAELAB_DATA_DIR``,
+else ``~/.cache/vaelab``. The hash
 covers the dataset info, a digest of the training data and the net's settings, so changed data or
 settings train a new net. Weights are read with safetensors (nothing is unpickled).
 """
@@ -20,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
 import warnings
 from dataclasses import asdict, dataclass
@@ -30,11 +30,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.distributions import Bernoulli, Independent
 
-from ..data import Dataset
-from .evaluate import batch_slices, seeded
+from .. import rundir
+from ..data import Dataset, find_data_dir
 from ..models import LatentModel
+from .likelihood import batch_slices
 
 TRAIN_COUNT = 0  # how many feature nets this process has trained (the cache tests read it)
 
@@ -67,14 +67,6 @@ class FeatureNet(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.out(self.body(x))
-
-
-def cache_root(cache_dir: str | Path | None = None) -> Path:
-    """``cache_dir``, else ``$VAELAB_DATA_DIR``, else ``~/.cache/vaelab``."""
-    if cache_dir is not None:
-        return Path(cache_dir)
-    env = os.environ.get("VAELAB_DATA_DIR")
-    return Path(env) if env else Path.home() / ".cache" / "vaelab"
 
 
 def _key(train: Dataset, cfg: FeatureNetConfig) -> tuple[str, dict]:
@@ -128,7 +120,7 @@ def feature_net(train: Dataset, cache_dir: str | Path | None = None,
         raise ValueError(f"FD_vaelab needs labelled data to train its feature classifier; "
                          f"data {train.info.name!r} has no labels")
     name, settings = _key(train, cfg)
-    folder = cache_root(cache_dir) / "features"
+    folder = find_data_dir(cache_dir) / "features"
     weights, meta = folder / f"{name}.safetensors", folder / f"{name}.json"
     net = FeatureNet(train.info.dim, train.info.n_classes, cfg.hidden)
     if weights.exists() and meta.exists():
@@ -150,13 +142,9 @@ def feature_net(train: Dataset, cache_dir: str | Path | None = None,
 def _save(net: FeatureNet, weights: Path, meta: Path, settings: dict) -> None:
     from safetensors.torch import save_file
 
-    weights.parent.mkdir(parents=True, exist_ok=True)
-    tmp = weights.with_name(weights.name + f".{os.getpid()}.tmp")
-    save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, str(tmp))
-    os.replace(tmp, weights)
-    tmp_meta = meta.with_name(meta.name + f".{os.getpid()}.tmp")
-    tmp_meta.write_text(json.dumps(settings, indent=2) + "\n")
-    os.replace(tmp_meta, meta)
+    with rundir.atomic_path(weights) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}, str(tmp))
+    rundir.write_json(meta, settings)
 
 
 @torch.inference_mode()
@@ -187,15 +175,15 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
 
 @torch.inference_mode()
 def generate(model: LatentModel, n: int, seed: int = 0, binary: bool = False, batch_size: int = 1000) -> Tensor:
-    """n prior samples (n, *shape) on the CPU: decoded means, or Bernoulli draws when ``binary``."""
+    """n prior samples (n, *shape) on the CPU (classes 0, 1, ... in turn for a conditional model): the decoded
+    means of ``model.sample``, or, when ``binary`` (statically binarized data), pixels drawn with those means
+    as probabilities. The noise comes from one generator seeded with ``seed`` (not torch's global RNG)."""
+    gen = torch.Generator().manual_seed(seed % (2 ** 63))
     out = []
-    with seeded(model, seed):
-        for sl in batch_slices(n, batch_size):
-            m = sl.stop - sl.start
-            y = torch.arange(sl.start, sl.stop, device=model.device) % model.n_classes if model.n_classes else None
-            px = model.decode(model.prior(m).sample(), y)
-            base = px.base_dist if isinstance(px, Independent) else px
-            out.append((px.sample() if binary and isinstance(base, Bernoulli) else px.mean).float().cpu())
+    for sl in batch_slices(n, batch_size):
+        y = torch.arange(sl.start, sl.stop, device=model.device) % model.n_classes if model.n_classes else None
+        x = model.sample(sl.stop - sl.start, y, generator=gen).float().cpu()
+        out.append(torch.bernoulli(x.clamp(0, 1), generator=gen) if binary else x)
     return torch.cat(out)
 
 

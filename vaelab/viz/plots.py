@@ -1,9 +1,10 @@
 """One picture per plot kind from a model, its test data and its training history (what ``vaelab plot`` draws).
 
 Pure: every kind returns a uint8 image grid (H, W, C) or a matplotlib Figure; only the CLI writes files.
-Only the model contract is used (encode / decode / sample / latent_dim / n_classes / has_likelihood /
-trainable), so every registered model gets every kind that makes sense for it, and a clear ValueError
-naming the reason otherwise.
+Only the model contract is used (encode / decode / sample / prior / latent_dim / n_classes / capabilities),
+so every registered model gets every kind that makes sense for it, and a clear ValueError naming the reason
+otherwise. Lattices and traversals follow the model's prior: exact N(0, 1) quantiles when it declares the
+standard prior, quantiles of draws from ``model.prior`` otherwise, the range of the test codes without one.
 """
 from __future__ import annotations
 
@@ -21,12 +22,13 @@ from torch import Tensor
 from .. import rundir
 from . import grids as viz
 from ..data import Dataset, for_evaluation, load_from_info
-from ..models import LatentModel
+from ..models import LatentModel, posterior_means
 
 Picture = Union[np.ndarray, Figure]
 KINDS = ("latent", "manifold", "interpolate", "recon", "samples", "traverse", "curves")
 NEEDS_TEST_DATA = frozenset({"latent", "manifold", "interpolate", "recon", "traverse"})
 IMAGE_KINDS = frozenset({"manifold", "interpolate", "recon", "samples", "traverse"})
+PRIOR_DRAWS = 10_000  # draws from a model's own prior whose per-dimension quantiles place lattices and traversals
 
 
 @dataclass(frozen=True)
@@ -85,11 +87,19 @@ def _y(model: LatentModel, y: Tensor | None) -> Tensor | None:
     return y.to(model.device) if model.n_classes and y is not None else None
 
 
-def posterior_means(model: LatentModel, x: Tensor, y: Tensor | None, batch: int = 1000) -> Tensor:
-    """E[z|x(, y)] for every row of x: (N, latent_dim) on the CPU."""
-    out = [model.encode(x[i:i + batch].to(model.device), _y(model, None if y is None else y[i:i + batch])).mean
-           for i in range(0, len(x), batch)]
-    return torch.cat(out).cpu()
+def prior_quantiles(model: LatentModel, u: Tensor, seed: int = 0) -> Tensor:
+    """Per-dimension quantiles of the prior at levels u (m,) in (0, 1): (m, latent_dim) on the CPU.
+
+    Exactly Phi^-1(u) for a model declaring the N(0, I) prior; otherwise empirical quantiles of PRIOR_DRAWS
+    draws from ``model.prior`` (seeded with ``seed``)."""
+    u = u.double()
+    if model.capabilities.standard_prior:
+        return torch.special.ndtri(u).float()[:, None].expand(len(u), model.latent_dim).clone()
+    devices = [model.device] if model.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):  # any prior with .sample(); the caller's RNG is left alone
+        torch.manual_seed(seed)
+        draws = model.prior(PRIOR_DRAWS).sample()                         # (PRIOR_DRAWS, d)
+    return torch.quantile(draws.detach().double().cpu(), u, dim=0).float()
 
 
 def decoded_means(model: LatentModel, z: Tensor, y: Tensor | None = None, batch: int = 1000) -> Tensor:
@@ -150,10 +160,15 @@ def plot_manifold(model: LatentModel, test: Dataset, history: list, opts: PlotOp
     n = min(opts.n or 15, 40)
     if n < 2:
         raise ValueError(f"n={n} must be >= 2 points per side for a manifold")
-    if model.has_likelihood:
+    if model.capabilities.likelihood and model.capabilities.standard_prior:
         xs = ys = viz.gaussian_lattice(n)
         base = torch.zeros(d)
         how = "prior quantiles z = Phi^-1(u)" + ("" if d == 2 else ", other dims 0")
+    elif model.capabilities.likelihood:  # the model's own prior: the same levels u, its marginal quantiles
+        q = prior_quantiles(model, torch.cat([(torch.arange(n, dtype=torch.float64) + 0.5) / n,
+                                              torch.tensor([0.5], dtype=torch.float64)]), opts.seed)
+        xs, ys, base = q[:n, i], q[:n, j], q[n]
+        how = f"quantiles of {PRIOR_DRAWS} prior draws" + ("" if d == 2 else ", other dims at their median")
     else:
         codes = posterior_means(model, test.x, test.y)
         lo, hi = torch.quantile(codes, 0.01, dim=0), torch.quantile(codes, 0.99, dim=0)
@@ -223,16 +238,21 @@ def plot_samples(model: LatentModel, test: Dataset | None, history: list, opts: 
 
 
 def plot_traverse(model: LatentModel, test: Dataset, history: list, opts: PlotOptions) -> Figure:
-    """Row i varies z[i] over -3..3 (prior sd units; the test codes' 1..99 % range for an ae) with the others
-    at one test image's posterior mean. At most 16 rows unless ``dims`` names them."""
+    """Row i varies z[i] over -3..3 (N(0, I) prior sd units; for a model's own prior its quantiles at the same
+    levels Phi(-3..3); the test codes' 1..99 % range for an ae) with the others at one test image's posterior
+    mean. At most 16 rows unless ``dims`` names them."""
     d = model.latent_dim
     dims = list(_check_dims(opts.dims, d, None) if opts.dims else range(min(d, 16)))
     steps = max(opts.n or 9, 2)
     k = int(np.random.default_rng(opts.seed).integers(len(test)))
     y = None if test.y is None else test.y[k:k + 1]
     base = posterior_means(model, test.x[k:k + 1], y)[0]
-    if model.has_likelihood:
-        values, how = torch.linspace(-3, 3, steps), "-3..3"
+    levels = torch.linspace(-3, 3, steps)
+    if model.capabilities.likelihood and model.capabilities.standard_prior:
+        values, how = levels, "-3..3"
+    elif model.capabilities.likelihood:
+        values = prior_quantiles(model, torch.special.ndtr(levels.double()), opts.seed)[:, dims].T  # (rows, steps)
+        how = "prior quantiles at Phi(-3..3)"
     else:
         codes = posterior_means(model, test.x, test.y)[:, dims]     # (N, rows)
         lo, hi = torch.quantile(codes, 0.01, dim=0), torch.quantile(codes, 0.99, dim=0)
@@ -242,7 +262,7 @@ def plot_traverse(model: LatentModel, test: Dataset, history: list, opts: PlotOp
     yk = None if y is None or not model.n_classes else y.expand(len(z))
     grid = viz.image_grid(decoded_means(model, z, yk), ncol=steps)
     shown = "" if opts.dims or d <= 16 else f" (first 16 of {d} dims)"
-    cols = [f"{v:.2g}" for v in torch.linspace(-3, 3, steps).tolist()] if model.has_likelihood else []
+    cols = [f"{v:.2g}" for v in levels.tolist()] if model.has_likelihood else []
     return viz.image_figure(grid, f"{model.name}: traversals {how} around test image {k}{shown}",
                             (max(5.0, 0.55 * steps + 1.5), 0.55 * len(dims) + 1.1),
                             row_labels=[f"z[{i}]" for i in dims], col_labels=cols)

@@ -1,14 +1,12 @@
 """One self-contained HTML page comparing runs: inline CSS, images as base64 ``data:`` URIs, no scripts.
 
-``run_metrics`` / ``summarize_run`` read a run folder (eval.json when present, else the last row of
-metrics.jsonl) and draw its pictures; the ``*_html`` builders are pure and return strings.
+``run_metrics`` / ``summarize_run`` read a run folder (``rundir.display_metrics``: eval.json when present,
+else the last row of metrics.jsonl) and draw its pictures; the ``*_html`` builders are pure and return strings.
 """
 from __future__ import annotations
 
 import base64
 import html
-import io
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +18,7 @@ from .. import rundir
 from . import plots
 from ..models import model_class
 
-EVAL = "eval.json"
+EVAL = rundir.EVAL
 # (key in eval.json, column header, number format)
 METRIC_COLUMNS: list[tuple[str, str, str]] = [
     ("elbo", "ELBO (nats)", "{:.2f}"), ("nll", "NLL (nats)", "{:.2f}"), ("bits_per_dim", "bits/dim", "{:.3f}"),
@@ -57,24 +55,22 @@ class RunSummary:
 # -- reading run folders ----------------------------------------------------------------------------------
 def run_metrics(run: str | Path) -> tuple[dict[str, Any], str]:
     """Test metrics from RUN/eval.json, else the last metrics.jsonl row (validation values preferred),
-    and where they came from. A model with no likelihood (ae) gets no ELBO / KL from its training rows."""
-    run = Path(run)
-    if (run / EVAL).is_file():
-        try:
-            return json.loads((run / EVAL).read_text()), EVAL
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{str(run / EVAL)!r} is not valid JSON ({e})") from None
-    rows = rundir.read_metrics(run)
-    if not rows:
-        return {}, "none"
-    last = rows[-1]
+    and where they came from (see ``rundir.display_metrics``; what it skipped is named in the source). A
+    model with no likelihood (ae) gets no ELBO / KL from its training rows."""
+    shown = rundir.display_metrics(run)
+    if shown["source"] == EVAL:
+        return shown["values"], EVAL
+    note = f"; {shown['warning']}" if "warning" in shown else ""
+    last = shown["values"]
+    if not last:
+        return {}, "none" + note
     has_val = any(k.startswith("val_") for k in last)
     pick = (lambda k: last.get(f"val_{k}")) if has_val else last.get
     out = {"elbo": pick("elbo"), "recon": pick("recon"), "kl": pick("kl"), "recon_mse": pick("mse")}
     if not model_class(rundir.read_config(run)["model"]).has_likelihood:
         out.update(elbo=None, recon=None, kl=None)
     split = "validation" if has_val else "training"
-    return out, f"{rundir.METRICS} (epoch {last.get('epoch', '?')}, {split})"
+    return out, f"{rundir.METRICS} (epoch {last.get('epoch', '?')}, {split}){note}"
 
 
 def summarize_run(run: str | Path, data_dir: str | Path | None = None, name: str | None = None,
@@ -95,16 +91,8 @@ def summarize_run(run: str | Path, data_dir: str | Path | None = None, name: str
 
 # -- pure HTML ------------------------------------------------------------------------------------------
 def png_data_uri(picture: np.ndarray | Figure) -> str:
-    """A uint8 array (H, W[, C]) or a Figure as a 'data:image/png;base64,...' URI (encoded in memory)."""
-    buf = io.BytesIO()
-    if isinstance(picture, Figure):
-        picture.savefig(buf, format="png")
-    else:
-        from PIL import Image
-
-        arr = picture[..., 0] if picture.ndim == 3 and picture.shape[2] == 1 else picture
-        Image.fromarray(np.ascontiguousarray(arr)).save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    """A uint8 array (H, W[, C]) or a Figure as a 'data:image/png;base64,...' URI (``rundir.encode_png``)."""
+    return "data:image/png;base64," + base64.b64encode(rundir.encode_png(picture)).decode("ascii")
 
 
 def figure_html(picture: np.ndarray | Figure | str, caption: str) -> str:

@@ -1,15 +1,14 @@
 """The model side of the web explorer: a loaded run, its encoded test set, the 2-D map and decoding.
 
 Nothing here knows about HTTP. Every method takes already-validated Python values and returns plain
-JSON-able values (lists, strings); images travel as base64 PNG strings. Model calls run under
+JSON-able values (lists, strings); images travel as base64 PNG strings (``rundir.encode_png``), the run's
+numbers come from ``rundir.display_metrics`` and slerp is ``vaelab.viz.grids.slerp``. Model calls run under
 ``torch.inference_mode`` and only use the generic contract: ``encode(x, y).mean``, ``decode(z, y).mean``,
 ``sample(n, y, temperature)``, ``latent_dim``, ``n_classes``, ``input_shape``.
 """
 from __future__ import annotations
 
 import base64
-import io
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -20,32 +19,10 @@ from torch import Tensor
 
 from .. import rundir
 from ..data import for_evaluation, load_from_info
+from ..models import posterior_means
+from ..viz.grids import lerp, slerp
 
-EVAL = "eval.json"
-
-
-def _finite_json(value: Any) -> Any:
-    """Replace NaN/Infinity (not valid JSON) by None, recursively."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite_json(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite_json(v) for v in value]
-    return value
-
-
-def read_run_metrics(run: Path) -> dict[str, Any]:
-    """RUN/eval.json when present, else the last row of RUN/metrics.jsonl (else {})."""
-    path = run / EVAL
-    if path.is_file():
-        try:
-            data = json.loads(path.read_text())
-            return {"source": EVAL, "values": _finite_json(data)}
-        except json.JSONDecodeError as e:
-            return {"source": EVAL, "values": {}, "warning": f"{EVAL} is not valid JSON ({e})"}
-    rows = rundir.read_metrics(run)
-    return {"source": rundir.METRICS, "values": _finite_json(rows[-1]) if rows else {}}
+EVAL = rundir.EVAL
 
 
 class Explorer:
@@ -70,7 +47,7 @@ class Explorer:
         self.class_names = list(test.info.class_names) or [str(i) for i in range(self.model.n_classes)]
         self.is_image = bool(test.info.is_image) and len(self.model.input_shape) == 3 \
             and self.model.input_shape[0] in (1, 3)
-        self.metrics = read_run_metrics(self.run)
+        self.metrics = rundir.display_metrics(self.run)
         self.means = self._encode_all()                                # (N, d) float32 numpy
         self.projection = self._fit_projection(self.means)
         self.points = self.to_map(self.means)                          # (N, 2)
@@ -95,12 +72,7 @@ class Explorer:
     # -- the map ---------------------------------------------------------------------------------
     @torch.inference_mode()
     def _encode_all(self, batch: int = 1000) -> np.ndarray:
-        out = []
-        for s in range(0, self.n_points, batch):
-            xb = self.x[s:s + batch].to(self.model.device)
-            yb = None if self.y is None or not self.n_classes else self.y[s:s + batch].to(self.model.device)
-            out.append(self.model.encode(xb, yb).mean.float().cpu())  # (b, d)
-        return torch.cat(out).numpy()
+        return posterior_means(self.model, self.x, self.y, batch).float().numpy()  # (N, d)
 
     def _fit_projection(self, means: np.ndarray) -> dict[str, Any]:
         """identity for d <= 2; the first two principal components of the means for d > 2."""
@@ -128,7 +100,7 @@ class Explorer:
 
     def info(self) -> dict[str, Any]:
         return {
-            "model": self.name, "run": self.run.name, "config": _finite_json(self.config),
+            "model": self.name, "run": self.run.name, "config": rundir.finite_or_none(self.config),
             "latent_dim": self.latent_dim, "n_classes": self.n_classes, "conditional": bool(self.n_classes),
             "class_names": self.class_names, "input_shape": list(self.model.input_shape),
             "is_image": self.is_image, "n_points": self.n_points, "metrics": self.metrics,
@@ -147,18 +119,12 @@ class Explorer:
 
     def render(self, x: Tensor) -> list[dict[str, Any]]:
         """Decoded means (n, *shape) -> one {"image": base64 PNG} (or {"values": [...]}) per example."""
-        from PIL import Image
-
         x = x.detach().float().cpu()
         if not self.is_image:
-            return [{"values": _finite_json([round(float(v), 5) for v in row])} for row in x.reshape(len(x), -1)]
+            return [{"values": rundir.finite_or_none([round(float(v), 5) for v in row])}
+                    for row in x.reshape(len(x), -1)]
         arr = (x.clamp(0, 1).permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)  # (n, H, W, C)
-        out = []
-        for a in arr:
-            buf = io.BytesIO()
-            Image.fromarray(a[..., 0] if a.shape[2] == 1 else a).save(buf, format="PNG")
-            out.append({"image": base64.b64encode(buf.getvalue()).decode("ascii")})
-        return out
+        return [{"image": base64.b64encode(rundir.encode_png(a)).decode("ascii")} for a in arr]
 
     def decode(self, z: list[list[float]], y: int | None = None) -> list[dict[str, Any]]:
         with torch.inference_mode():
@@ -188,9 +154,9 @@ class Explorer:
 
         A conditional model decodes every step with class ``y`` when given, else with the label of
         image i for the first half of the path and that of j for the second."""
-        a, b = self.means[i].astype(np.float64), self.means[j].astype(np.float64)
+        a, b = torch.from_numpy(self.means[i]).double(), torch.from_numpy(self.means[j]).double()
         t = np.linspace(0.0, 1.0, steps)[:, None]                                   # (steps, 1)
-        z = slerp(a, b, t) if method == "slerp" else (1 - t) * a + t * b             # (steps, d)
+        z = (slerp if method == "slerp" else lerp)(a, b, steps).numpy()            # (steps, d)
         with torch.inference_mode():
             zt = torch.tensor(z, dtype=torch.float32, device=self.model.device)
             ys = None
@@ -202,18 +168,3 @@ class Explorer:
                     ys = torch.tensor([yi if tt < 0.5 else yj for tt in t[:, 0]], device=self.model.device)
             images = self.render(self.model.decode(zt, ys).mean)
         return images, self.to_map(z)
-
-
-def slerp(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Spherical interpolation between vectors a, b (d,) at fractions t (k, 1): (k, d).
-
-    The norm is interpolated linearly; nearly parallel (or zero) vectors fall back to linear."""
-    na, nb = np.linalg.norm(a), np.linalg.norm(b)
-    if na < 1e-12 or nb < 1e-12:
-        return (1 - t) * a + t * b
-    cos = float(np.clip(a @ b / (na * nb), -1.0, 1.0))
-    omega = math.acos(cos)
-    if math.sin(omega) < 1e-6:
-        return (1 - t) * a + t * b
-    direction = (np.sin((1 - t) * omega) * (a / na) + np.sin(t * omega) * (b / nb)) / math.sin(omega)
-    return direction * ((1 - t) * na + t * nb)

@@ -1,0 +1,56 @@
+"""Writing files so that readers never see half of one, and JSON that stays strict (bottom layer, stdlib only).
+
+Every atomic write in vaelab goes through :func:`atomic_path`: a temporary name in the target's own folder
+(``.<name>.<random>.tmp``, so the final ``os.replace`` never crosses file systems), flushed to disk with
+``fsync`` and renamed over the target; on any error the temporary file is removed and the target is left
+as it was.
+"""
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+__all__ = ["atomic_path", "atomic_write", "finite_or_none"]
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; when the block succeeds it is fsynced and renamed onto
+    ``path``, otherwise it is deleted. For writers that want a file name (safetensors, torch.save)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write(path: str | os.PathLike[str], data: bytes | str) -> Path:
+    """Write ``data`` (str as UTF-8) to ``path`` atomically (see :func:`atomic_path`)."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+    return path
+
+
+def finite_or_none(value: Any) -> Any:
+    """NaN/Inf -> None in nested dicts, lists and tuples (tuples become lists), so the value is strict JSON;
+    a diverged model's numbers show up as null."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_none(v) for v in value]
+    return value
