@@ -7,8 +7,10 @@ trained with the ELBO (k=1) or the IWAE bound (k=50) on all 60,000 training imag
 every batch, from Glorot-uniform weights (decoder output bias = logit of the mean training pixel). The test set is one fixed Bernoulli draw of the 10,000 test images (vaelab.data.for_evaluation).
 
 Budget mode (default): every configuration trains for ``--minutes`` of training compute (evaluation time
-is not counted), Adam (eps 1e-4), batch ``--batch-size`` (100), learning rate decaying exponentially in
-time from ``--lr`` (1e-3) to ``--lr-final`` (1e-4). Every ``--eval-every`` minutes the IWAE bound with
+is not counted), Adam (eps 1e-4), batch ``--batch-size`` (100), learning rate decaying exponentially per
+epoch from ``--lr`` (1e-3) to ``--lr-final`` (1e-4) over the epochs the budget is measured to allow.
+Training is ``vaelab.train.fit`` (exponential lr schedule, a TimeBudget callback counting training
+time, checked at epoch ends). Every ``--eval-every`` minutes the IWAE bound with
 ``--curve-k`` samples (200) on the first ``--curve-subset`` test images (1000) is recorded (an upper bound
 on the K=5000 NLL), then the final test NLL uses ``--final-k`` (5000) importance samples.
 The paper trained for 3280 epochs (8 stages of 3^i epochs at lr 1e-3 * 10^(-i/7)), batch 20: ``--full``
@@ -20,18 +22,19 @@ prints that plan and how long it would take on this device (measured), and runs 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
+import tempfile
 import time
 from datetime import date
 
 import torch
 
-from vaelab import objectives
-from vaelab.data import Dataset, batches, for_evaluation, load_dataset
+from vaelab.data import Dataset, for_evaluation, load_dataset
 from vaelab.models import build_model
 from vaelab.objectives import ObjectiveConfig, log_mean_exp
-from vaelab.train import pick_device
+from vaelab.train import TimeBudget, TrainConfig, fit, pick_device
 
 ONE = dict(latent_dim=50, hidden=(200, 200), activation="tanh", likelihood="bernoulli")
 TWO = dict(latent_dims=(100, 50), hidden=((200, 200), (100, 100)), activation="tanh",
@@ -88,35 +91,59 @@ def test_nll(model, x: torch.Tensor, k: int, seed: int = 0) -> float:
     return -total / len(x)
 
 
-# -- training -------------------------------------------------------------------------------------------
-def train(model, data: Dataset, obj: ObjectiveConfig, batch_size: int, lr_at, stop, on_tick, seed: int = 0):
-    """Adam on ``obj``; ``lr_at(minutes, epoch)``, ``stop(minutes, epoch)``, ``on_tick(minutes, epoch)``.
+# -- training (vaelab.train.fit) ------------------------------------------------------------------------
+class Curve:
+    """fit callback: every ``every`` minutes of training compute (the rows' ``seconds``; this evaluation is
+    not counted), the IWAE_k NLL on ``x``; checked at epoch ends."""
 
-    minutes counts training compute only (on_tick's evaluation time is excluded); non-finite steps are
-    skipped like vaelab.train.fit does. Returns (minutes, epochs, skipped steps, process CPU minutes
-    including on_tick's, all threads))."""
-    opt = torch.optim.Adam(model.parameters(), lr=lr_at(0.0, 0.0), eps=1e-4)
-    gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    spent, steps, skipped, n, cpu0 = 0.0, 0, 0, len(data), time.process_time()
-    while True:
-        for xb, _ in batches(data.x, None, batch_size, binarize="dynamic", generator=gen, device=model.device):
-            minutes, epoch = spent / 60, steps * batch_size / n
-            if stop(minutes, epoch):
-                return minutes, epoch, skipped, (time.process_time() - cpu0) / 60
-            t0 = time.perf_counter()
-            for group in opt.param_groups:
-                group["lr"] = lr_at(minutes, epoch)
-            loss = objectives.compute(model, xb, None, obj).loss
-            opt.zero_grad(set_to_none=True)
-            if torch.isfinite(loss):
-                loss.backward()
-                opt.step()
-            else:
-                skipped += 1
-            spent += time.perf_counter() - t0  # the isfinite check synchronises a GPU
-            steps += 1
-            on_tick(spent / 60, steps * batch_size / n)
+    def __init__(self, name: str, x: torch.Tensor, k: int, every: float) -> None:
+        self.name, self.x, self.k, self.every = name, x, k, every
+        self.minutes, self.next, self.points = 0.0, every, []
+
+    def on_epoch_end(self, row: dict, model) -> None:
+        self.minutes += row["seconds"] / 60
+        if self.minutes >= self.next:
+            self.next += self.every * max(1, math.floor((self.minutes - self.next) / self.every) + 1)
+            nll = round(test_nll(model, self.x, self.k), 2)
+            self.points.append({"minutes": round(self.minutes, 2), "epochs": row["epoch"], f"nll_k{self.k}": nll})
+            print(f"  {self.name}: {self.minutes:6.1f} min, {row['epoch']:4d} epochs, test[:{len(self.x)}] "
+                  f"IWAE_{self.k} NLL {nll:.2f}", flush=True)
+
+
+def seconds_per_step(model, data: Dataset, obj: ObjectiveConfig, batch_size: int, steps: int = 40) -> float:
+    """Training time of one step, measured with fit on a copy of ``model`` (the first steps excluded)."""
+    sub = data.subset(torch.arange(min(len(data), batch_size * steps)))
+    cfg = TrainConfig(epochs=2, batch_size=batch_size, device=str(model.device), progress=False)
+    rows = fit(copy.deepcopy(model), sub, objective=obj, cfg=cfg)
+    return rows[-1]["seconds"] / math.ceil(len(sub) / batch_size)
+
+
+def budget_config(args, model, data: Dataset, obj: ObjectiveConfig) -> TrainConfig:
+    """Exponential decay per epoch from --lr to --lr-final over the epochs --minutes is expected to give
+    (measured), then held at --lr-final; Adam eps 1e-4 as Burda et al."""
+    epochs = args.minutes * 60 / (seconds_per_step(model, data, obj, args.batch_size)
+                                  * math.ceil(len(data) / args.batch_size))
+    gamma = (args.lr_final / args.lr) ** (1 / max(epochs, 1e-3))
+    print(f"  expect ~{epochs:.1f} epochs in {args.minutes:g} min: lr x {gamma:.4f} per epoch", flush=True)
+    return TrainConfig(epochs=10 ** 6, batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=str(model.device),
+                       progress=False, adam_eps=1e-4, lr_schedule="exponential", lr_gamma=min(1.0, gamma),
+                       lr_min=min(args.lr, args.lr_final))
+
+
+def train(args, model, data: Dataset, obj: ObjectiveConfig, curve: Curve) -> list[dict]:
+    """Budget mode: one fit with an exponential lr schedule and a TimeBudget of training minutes. --full:
+    one fit per paper stage (constant lr), each resuming the last (Adam's state carries over)."""
+    if not args.full:
+        budget = TimeBudget(args.minutes, training_only=True)
+        return fit(model, data, objective=obj, cfg=budget_config(args, model, data, obj), callbacks=[curve, budget])
+    history, end = [], 0
+    with tempfile.TemporaryDirectory() as run:
+        for i, (epochs, lr) in enumerate(paper_schedule(args.stages)):
+            end += epochs
+            cfg = TrainConfig(epochs=end, batch_size=args.batch_size, lr=lr, seed=args.seed,
+                              device=str(model.device), progress=False, adam_eps=1e-4)
+            history = fit(model, data, objective=obj, cfg=cfg, run_dir=run, resume=i > 0, callbacks=[curve])
+    return history
 
 
 def run_config(name: str, args, train_ds: Dataset, test_x: torch.Tensor, device: torch.device) -> dict:
@@ -126,34 +153,18 @@ def run_config(name: str, args, train_ds: Dataset, test_x: torch.Tensor, device:
     paper_init(model, train_ds.x)
     model.to(device)
     obj = ObjectiveConfig(kind="iwae" if k > 1 else "elbo", k=k)
-    curve_x = test_x[: args.curve_subset]
-    curve: list[dict] = []
-    every = args.eval_every or args.minutes / 12
-    state = {"next": every}
-
-    def tick(minutes: float, epoch: float) -> None:
-        if minutes >= state["next"]:
-            state["next"] += every
-            curve.append({"minutes": round(minutes, 2), "epochs": round(epoch, 2),
-                          f"nll_k{args.curve_k}": round(test_nll(model, curve_x, args.curve_k), 2)})
-            print(f"  {name}: {minutes:6.1f} min, {epoch:7.2f} epochs, test[:{len(curve_x)}] "
-                  f"IWAE_{args.curve_k} NLL {curve[-1][f'nll_k{args.curve_k}']:.2f}", flush=True)
-
-    if args.full:
-        sched = paper_schedule(args.stages)
-        ends = [sum(e for e, _ in sched[: i + 1]) for i in range(len(sched))]
-        lr_at = lambda m, ep: next((lr for (_, lr), end in zip(sched, ends) if ep < end), sched[-1][1])  # noqa: E731
-        stop = lambda m, ep: ep >= ends[-1]  # noqa: E731
-    else:
-        lr_at = lambda m, ep: args.lr * (args.lr_final / args.lr) ** min(1.0, m / args.minutes)  # noqa: E731
-        stop = lambda m, ep: m >= args.minutes  # noqa: E731
-    minutes, epochs, skipped, cpu = train(model, train_ds, obj, args.batch_size, lr_at, stop, tick, args.seed)
+    curve = Curve(name, test_x[: args.curve_subset], args.curve_k, args.eval_every or args.minutes / 12)
+    cpu0 = time.process_time()
+    history = train(args, model, train_ds, obj, curve)
+    minutes, epochs = sum(r["seconds"] for r in history) / 60, history[-1]["epoch"]
+    cpu = (time.process_time() - cpu0) / 60
     t0 = time.perf_counter()
     nll = test_nll(model, test_x, args.final_k)
-    row = {"config": name, "model": model_name, "train_k": k, "epochs": round(epochs, 2),
-           "train_minutes": round(minutes, 2), "cpu_minutes_incl_curve": round(cpu, 2), "skipped_steps": skipped, f"test_nll_k{args.final_k}": round(nll, 2),
-           "eval_minutes": round((time.perf_counter() - t0) / 60, 2), "paper": paper, "curve": curve}
-    print(f"  {name}: test NLL (K={args.final_k}, {len(test_x)} images) {nll:.2f} after {epochs:.2f} epochs / "
+    row = {"config": name, "model": model_name, "train_k": k, "epochs": epochs,
+           "train_minutes": round(minutes, 2), "cpu_minutes_incl_curve": round(cpu, 2),
+           "skipped_steps": history[-1]["skipped_steps"], f"test_nll_k{args.final_k}": round(nll, 2),
+           "eval_minutes": round((time.perf_counter() - t0) / 60, 2), "paper": paper, "curve": curve.points}
+    print(f"  {name}: test NLL (K={args.final_k}, {len(test_x)} images) {nll:.2f} after {epochs} epochs / "
           f"{minutes:.1f} min; paper {paper}", flush=True)
     return row
 
@@ -168,17 +179,7 @@ def estimate_full(args, train_ds: Dataset, test_x: torch.Tensor, device: torch.d
         model_name, params, k, paper = CONFIGS[name]
         model = build_model(model_name, input_shape=(1, 28, 28), **params).to(device)
         obj = ObjectiveConfig(kind="iwae" if k > 1 else "elbo", k=k)
-        opt = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-4)
-        xb = torch.bernoulli(train_ds.x[:20]).to(device)
-        for i in range(60):
-            if i == 10:
-                t0 = time.perf_counter()
-            loss = objectives.compute(model, xb, None, obj).loss
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            float(loss.detach())
-        per_step = (time.perf_counter() - t0) / 50
+        per_step = seconds_per_step(model, train_ds, obj, 20, steps=60)
         t0 = time.perf_counter()
         test_nll(model, test_x[:20], 5000)
         per_image = (time.perf_counter() - t0) / 20

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +35,12 @@ import torch
 from threadpoolctl import threadpool_limits
 
 from vaelab.data import Dataset, load_dataset
-from vaelab.models import config_fields, model_class
+from vaelab.models import REGISTRY, build_model, config_fields, load_plugins, model_class
+
+# The test-only plugin model (tests/plugins/) is registered for the whole session, so every suite that runs
+# over the registry (contract, capabilities, bad input, plots) covers a model from outside the package too.
+sys.path.insert(0, str(Path(__file__).resolve().parent / "plugins"))
+load_plugins(["learned_prior_vae"])
 
 torch.set_num_threads(1)
 threadpool_limits(1)  # the same for numpy / scipy / scikit-learn BLAS (OpenBLAS spins too)
@@ -146,3 +152,20 @@ def chromium():
         finally:
             browser.close()
 
+
+
+BUILT_BATCH = 6
+
+
+@pytest.fixture(params=sorted(REGISTRY))
+def built(request, digits):
+    """Every registered model in turn: (model, x (6, 1, 8, 8), y (6,) or None), fitted in closed form
+    when it must be (the contract and capability suites run over this)."""
+    name = request.param
+    torch.manual_seed(0)
+    model = build_model(name, **contract_params(name))
+    train, test = digits
+    if not model.capabilities.trainable:
+        model.fit_closed_form(train.x)
+    x, y = test.x[:BUILT_BATCH], test.y[:BUILT_BATCH]
+    return model.eval(), x, (y if model.capabilities.needs_labels else None)

@@ -8,28 +8,14 @@ import pytest
 import torch
 from torch.distributions import Independent, Normal
 
-from conftest import contract_params
+from conftest import BUILT_BATCH as B
 from vaelab import objectives
-from vaelab.models import REGISTRY, Capabilities, build_model
+from vaelab.models import REGISTRY, Capabilities
 
-MODELS = sorted(REGISTRY)
-B = 5
 
 
 def _gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
-
-
-@pytest.fixture(params=MODELS)
-def built(request, digits):
-    name = request.param
-    torch.manual_seed(0)
-    model = build_model(name, **contract_params(name))
-    train, test = digits
-    if not model.capabilities.trainable:
-        model.fit_closed_form(train.x)
-    y = test.y[:B] if model.capabilities.needs_labels else None
-    return model.eval(), test.x[:B], y
 
 
 def test_every_model_declares_capabilities():

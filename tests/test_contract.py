@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from torch.distributions import Distribution
 
 import vaelab
-from conftest import contract_params
+from conftest import BUILT_BATCH as B, contract_params
 from vaelab import objectives, rundir
 from vaelab.config import from_dict, to_dict
 from vaelab.models import REGISTRY, build_model, config_fields, model_class
@@ -23,20 +23,6 @@ from vaelab.objectives import ObjectiveConfig
 from vaelab.train import TrainConfig, fit
 
 MODELS = sorted(REGISTRY)
-B = 6
-
-
-@pytest.fixture(params=MODELS)
-def built(request, digits):
-    """(model, x (B, 1, 8, 8), y (B,) or None) with the model fitted in closed form when it must be."""
-    name = request.param
-    torch.manual_seed(0)
-    model = build_model(name, **contract_params(name))
-    train, test = digits
-    if not model.trainable:
-        model.fit_closed_form(train.x)
-    x, y = test.x[:B], test.y[:B]
-    return model.eval(), x, (y if model.n_classes else None)
 
 
 def test_registry_has_the_core_models():

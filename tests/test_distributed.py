@@ -1,4 +1,4 @@
-"""Data-parallel training (vaelab.distributed via train.fit) on CPU with the gloo backend.
+"""Data-parallel training (DistributedDataParallel via train.fit) on CPU with the gloo backend.
 
 Two ranks are real processes: ``torch.multiprocessing`` for the numeric checks, ``torchrun`` for the CLI.
 The model is the autoencoder (no sampling noise), so two ranks on batches of B must match one process on
@@ -22,7 +22,7 @@ import vaelab
 from vaelab import rundir
 from vaelab.data import Dataset, load_dataset, split_validation
 from vaelab.models import build_model
-from vaelab.train import TrainConfig, TrainingDiverged, fit
+from vaelab.train import TrainConfig, TrainingDiverged, distributed, fit
 
 WORLD = 2
 N = 249          # odd: the last global batch (57) splits 29 / 28, so gradients must be weighted by shard size
@@ -35,7 +35,8 @@ def _data() -> Dataset:
 
 
 def _cfg(batch_size: int, **kw) -> TrainConfig:
-    return TrainConfig(epochs=2, batch_size=batch_size, lr=1e-2, seed=0, device="cpu", progress=False, **kw)
+    return TrainConfig(**{"epochs": 2, "batch_size": batch_size, "lr": 1e-2, "seed": 0, "device": "cpu",
+                          "progress": False, **kw})
 
 
 def _worker(rank: int, init_file: str, out_dir: str) -> None:
@@ -43,11 +44,24 @@ def _worker(rank: int, init_file: str, out_dir: str) -> None:
     torch.set_num_threads(1)
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD,
                             timeout=timedelta(seconds=60))
+    wrapped: list[str] = []
+    real_wrap = distributed.wrap
+
+    def wrap(objective, device):  # records what fit trains through
+        out = real_wrap(objective, device)
+        wrapped.append(type(out).__name__)
+        return out
+
+    distributed.wrap = wrap
     try:
         torch.manual_seed(100 + rank)  # different initial weights per rank: fit must start all from rank 0's
         model = build_model("ae", **MODEL)
         history = fit(model, _data(), cfg=_cfg(BATCH))
-        result: dict = {"state": model.state_dict(), "history": history}
+        result: dict = {"state": model.state_dict(), "history": history, "wrapped": list(wrapped)}
+
+        # a callback on rank 0 (a spent time budget) stops every rank after the same epoch
+        stopped = fit(build_model("ae", **MODEL), _data(), cfg=_cfg(BATCH, epochs=3, max_minutes=1e-9))
+        result["stopped_epochs"] = [r["epoch"] for r in stopped]
 
         data = _data()
         if rank == 1:
@@ -78,6 +92,14 @@ def ranks(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
             if p.is_alive():
                 p.terminate()
     return [torch.load(out / f"rank{r}.pt") for r in range(WORLD)]
+
+
+def test_fit_trains_through_distributed_data_parallel(ranks):
+    assert [r["wrapped"] for r in ranks] == [["DistributedDataParallel"]] * WORLD
+
+
+def test_a_stop_on_rank_0_stops_every_rank(ranks):
+    assert [r["stopped_epochs"] for r in ranks] == [[1], [1]]
 
 
 def test_ranks_end_with_identical_weights(ranks):

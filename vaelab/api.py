@@ -6,6 +6,9 @@ They work in a ``sklearn.pipeline.Pipeline``.
 """
 from __future__ import annotations
 
+import dataclasses
+import inspect
+import re
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -16,14 +19,15 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import rundir
 from .data import DataInfo, Dataset, check_binarize, check_finite, info_dict
-from .models import LatentModel, build_model, config_fields
+from .config import from_dict
+from .models import REGISTRY, LatentModel, build_model, model_class, plugins
 from .objectives import ObjectiveConfig
 from .train.loop import TrainConfig, fit, score
 
-__all__ = ["AE", "CVAE", "PCA", "VAE"]
+__all__ = ["AE", "CVAE", "Estimator", "PCA", "VAE", "estimator"]
 
-_TRAIN = ("epochs", "batch_size", "lr", "seed", "device")
-_OBJECTIVE = ("beta", "warmup", "free_bits")
+FROM_DATA = frozenset({"input_shape", "n_classes"})  # model fields the data sets, never parameters
+API_DEFAULTS = {"epochs": 20}                       # estimator defaults that differ from TrainConfig's
 
 
 def _as_tensor(X: Any, what: str = "X") -> torch.Tensor:
@@ -34,11 +38,81 @@ def _as_tensor(X: Any, what: str = "X") -> torch.Tensor:
     return x[:, None] if x.dim() == 3 else x
 
 
-class _LatentEstimator(TransformerMixin, BaseEstimator):
+def _default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        return f.default_factory()  # type: ignore[misc]
+    return inspect.Parameter.empty
+
+
+def parameters(model_name: str) -> list[tuple[str, str, str, Any]]:
+    """An estimator's parameters for a registered model: (name, source, config field, default).
+
+    The model's config fields (but input_shape and n_classes, from the data); for a trainable model
+    with a likelihood the ObjectiveConfig fields (``kind`` as ``objective``) and ``binarize``; for a trainable
+    model the TrainConfig fields (``progress`` as ``verbose``, default False; ``epochs`` 20). A model
+    field whose name is taken is ``model_<field>``."""
+    cls = model_class(model_name)
+    caps = cls.capabilities
+    objective = caps.likelihood and caps.trainable  # PCA (closed form) takes only its model fields
+    out: list[tuple[str, str, str, Any]] = []
+    taken: set[str] = set()
+    later = set()
+    if objective:
+        later |= {f.name for f in dataclasses.fields(ObjectiveConfig)} | {"objective", "binarize"}
+    if caps.trainable:
+        later |= {f.name for f in dataclasses.fields(TrainConfig)} | {"verbose"}
+    for f in dataclasses.fields(cls.Config):
+        if f.name not in FROM_DATA:
+            name = f"model_{f.name}" if f.name in later else f.name
+            out.append((name, "model", f.name, _default(f)))
+            taken.add(name)
+    if objective:
+        for f in dataclasses.fields(ObjectiveConfig):
+            name = "objective" if f.name == "kind" else f.name
+            out.append((name, "objective", f.name, _default(f)))
+            taken.add(name)
+        out.append(("binarize", "data", "binarize", "none"))
+        taken.add("binarize")
+    if caps.trainable:
+        for f in dataclasses.fields(TrainConfig):
+            if f.name == "progress":
+                continue
+            name = f"train_{f.name}" if f.name in taken else f.name
+            out.append((name, "train", f.name, API_DEFAULTS.get(f.name, _default(f))))
+        out.append(("verbose", "train", "progress", False))
+    return out
+
+
+def _signature(params: list[tuple[str, str, str, Any]]) -> inspect.Signature:
+    kind = inspect.Parameter.POSITIONAL_OR_KEYWORD
+    args = [inspect.Parameter("self", kind)]
+    required = [inspect.Parameter(n, kind) for n, _, _, d in params if d is inspect.Parameter.empty]
+    optional = [inspect.Parameter(n, kind, default=d) for n, _, _, d in params if d is not inspect.Parameter.empty]
+    return inspect.Signature(args + required + optional)
+
+
+class Estimator(TransformerMixin, BaseEstimator):
+    """A scikit-learn estimator for a registered model; its parameters come from the configs.
+
+    Subclasses are made by ``estimator(name)``; ``__init__`` only stores the arguments (scikit-learn's
+    convention), the configs validate them at ``fit``."""
+
     model_name: ClassVar[str]
+    _params: ClassVar[list[tuple[str, str, str, Any]]] = []
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        bound = inspect.signature(type(self).__init__).bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        for name, value in list(bound.arguments.items())[1:]:
+            setattr(self, name, value)
+
+    def _part(self, source: str) -> dict[str, Any]:
+        return {field: getattr(self, name) for name, src, field, _ in self._params if src == source}
 
     # -- fitting --------------------------------------------------------------------------------------
-    def fit(self, X: Any, y: Any = None) -> "_LatentEstimator":
+    def fit(self, X: Any, y: Any = None) -> "Estimator":
         x = _as_tensor(X)
         labels = None if y is None else torch.as_tensor(np.asarray(y), dtype=torch.int64)
         if labels is not None and labels.shape != (len(x),):
@@ -49,25 +123,26 @@ class _LatentEstimator(TransformerMixin, BaseEstimator):
                              f"[{float(x.min()):.3g}, {float(x.max()):.3g}]: use binarize='none'")
         if binarize == "static":  # one fixed draw, as load_dataset does
             x = torch.bernoulli(x, generator=torch.Generator().manual_seed(1234))
-        torch.manual_seed(getattr(self, "seed", 0))  # the seed also fixes the initial weights
+        train = self._part("train")
+        torch.manual_seed(train.get("seed", 0))  # the seed also fixes the initial weights
         self.model_ = build_model(self.model_name, **self._model_params(x, labels))
         self.flat_input_ = x.dim() == 2
         self.x_shape_ = tuple(np.shape(X)[1:])  # outputs come back in the shape X had: (n, *x_shape_)
         info = DataInfo(name="array", shape=tuple(x.shape[1:]), is_image=x.dim() == 4,
                         n_classes=self.model_.n_classes, binarize=binarize)
+        train.setdefault("progress", False)
         self.history_ = fit(self.model_, Dataset(x, labels if self.model_.n_classes else None, info),
-                            objective=ObjectiveConfig(**{k: getattr(self, k) for k in _OBJECTIVE if hasattr(self, k)}),
-                            cfg=TrainConfig(progress=getattr(self, "verbose", False),
-                                            **{k: getattr(self, k) for k in _TRAIN if hasattr(self, k)}))
+                            objective=from_dict(ObjectiveConfig, self._part("objective")),
+                            cfg=from_dict(TrainConfig, train))
         self.info_ = info
         return self
 
     def _model_params(self, x: torch.Tensor, y: torch.Tensor | None) -> dict[str, Any]:
-        fields = config_fields(self.model_name)
-        params = {k: getattr(self, k) for k in fields if hasattr(self, k)}
-        params["input_shape"] = tuple(x.shape[1:])
-        if "hidden" in params:
-            params["hidden"] = tuple(params["hidden"])
+        params = {**self._part("model"), "input_shape": tuple(x.shape[1:])}
+        if model_class(self.model_name).conditional:
+            if y is None:
+                raise ValueError(f"{type(self).__name__}.fit needs class labels: fit(X, y)")
+            params["n_classes"] = int(y.max()) + 1
         return params
 
     # -- using -----------------------------------------------------------------------------------------
@@ -105,70 +180,63 @@ class _LatentEstimator(TransformerMixin, BaseEstimator):
         return self._out(self.model.sample(n, y, temperature))
 
     def score(self, X: Any, y: Any = None) -> float:
-        """Mean ELBO per example in nats (higher is better)."""
+        """Higher is better: the exact mean log-likelihood when the model has one (PCA), minus the mean
+        squared error per pixel without a likelihood (autoencoder), else the mean ELBO in nats."""
         m = self.model
+        caps = m.capabilities
+        if caps.exact_likelihood:
+            return float(m.log_prob(_as_tensor(X).to(m.device)).mean())
         x = m.check_input(_as_tensor(X))
+        if not caps.likelihood:
+            return -score(m, Dataset(x, None, DataInfo(name="array", shape=m.input_shape)))["mse"]
         info = DataInfo(name="array", shape=m.input_shape, binarize=self.info_.binarize)  # dynamic: one fixed draw
         return score(m, Dataset(x, self._labels(y, len(x)), info))["elbo"]
 
     def save(self, path: str | Path) -> Path:
         """Write a run folder (config.json + model.safetensors) that ``vaelab.load`` reads."""
-        return rundir.save_model(path, self.model, data=info_dict(self.info_))
+        needed = plugins.modules_for(self.model.name)
+        return rundir.save_model(path, self.model, data=info_dict(self.info_),
+                                 **({"plugins": needed} if needed else {}))
 
 
-class PCA(_LatentEstimator):
-    """Probabilistic PCA; ``score`` is the exact mean log-likelihood (scikit-learn's ``PCA.score``)."""
-
-    model_name = "pca"
-
-    def __init__(self, latent_dim: int = 2) -> None:
-        self.latent_dim = latent_dim
-
-    def score(self, X: Any, y: Any = None) -> float:
-        return float(self.model.log_prob(_as_tensor(X).to(self.model.device)).mean())
+_CLASSES: dict[str, type[Estimator]] = {}
 
 
-class AE(_LatentEstimator):
-    """Deterministic autoencoder; ``score`` is minus the mean squared error per pixel."""
-
-    model_name = "ae"
-
-    def __init__(self, latent_dim: int = 2, hidden: tuple[int, ...] = (400,), arch: str = "mlp",
-                 activation: str = "relu", loss: str = "mse", epochs: int = 20, batch_size: int = 128,
-                 lr: float = 1e-3, seed: int = 0, device: str = "auto", verbose: bool = False) -> None:
-        self.latent_dim, self.hidden, self.arch, self.activation, self.loss = latent_dim, hidden, arch, activation, loss
-        self.epochs, self.batch_size, self.lr, self.seed, self.device, self.verbose = (
-            epochs, batch_size, lr, seed, device, verbose)
-
-    def score(self, X: Any, y: Any = None) -> float:
-        m = self.model
-        x = m.check_input(_as_tensor(X))
-        return -score(m, Dataset(x, None, DataInfo(name="array", shape=m.input_shape)))["mse"]
+def _class_name(model_name: str) -> str:
+    return "".join(part.capitalize() for part in re.split(r"[^0-9A-Za-z]+", model_name) if part) + "Estimator"
 
 
-class VAE(_LatentEstimator):
-    """Variational autoencoder with a Gaussian posterior and a Bernoulli or Gaussian decoder."""
+def estimator(name: str, class_name: str | None = None, doc: str | None = None) -> type[Estimator]:
+    """The estimator class of registered model ``name`` (plugins included), e.g.
+    ``estimator("hvae")(latent_dims=(8, 4), epochs=5).fit(X)``. Made once per model."""
+    if name not in REGISTRY:
+        plugins.discover()  # $VAELAB_PLUGINS and installed entry points may provide it
+    cls_model = model_class(name)  # unknown: an error naming the known ones
+    if name in _CLASSES:
+        return _CLASSES[name]
+    params = parameters(name)
+    class_name = class_name or _class_name(name)
 
-    model_name = "vae"
+    def __init__(self: Estimator, *args: Any, **kwargs: Any) -> None:
+        Estimator.__init__(self, *args, **kwargs)
 
-    def __init__(self, latent_dim: int = 2, hidden: tuple[int, ...] = (400,), arch: str = "mlp",
-                 activation: str = "relu", likelihood: str = "bernoulli", sigma: float = 0.1,
-                 beta: float = 1.0, warmup: float = 0.0, free_bits: float = 0.0, binarize: str = "none",
-                 epochs: int = 20, batch_size: int = 128, lr: float = 1e-3, seed: int = 0,
-                 device: str = "auto", verbose: bool = False) -> None:
-        self.latent_dim, self.hidden, self.arch, self.activation = latent_dim, hidden, arch, activation
-        self.likelihood, self.sigma, self.binarize = likelihood, sigma, binarize
-        self.beta, self.warmup, self.free_bits = beta, warmup, free_bits
-        self.epochs, self.batch_size, self.lr, self.seed, self.device, self.verbose = (
-            epochs, batch_size, lr, seed, device, verbose)
+    __init__.__signature__ = _signature(params)  # type: ignore[attr-defined]  (what scikit-learn reads)
+    __init__.__qualname__ = f"{class_name}.__init__"
+    cls = type(class_name, (Estimator,), {
+        "__init__": __init__, "model_name": name, "_params": params, "__module__": __name__,
+        "__qualname__": class_name,
+        "__doc__": doc or f"Estimator for the registered model {name!r} ({cls_model.__name__}); "
+                          f"parameters: {', '.join(p[0] for p in params)}.",
+    })
+    _CLASSES[name] = cls
+    globals().setdefault(class_name, cls)  # picklable by name
+    return cls
 
 
-class CVAE(VAE):
-    """Conditional VAE: ``fit(X, y)`` with class labels; ``sample(n, y=3)`` draws class 3."""
-
-    model_name = "cvae"
-
-    def _model_params(self, x: torch.Tensor, y: torch.Tensor | None) -> dict[str, Any]:
-        if y is None:
-            raise ValueError("CVAE.fit needs class labels: fit(X, y)")
-        return {**super()._model_params(x, y), "n_classes": int(y.max()) + 1}
+PCA = estimator("pca", "PCA", "Probabilistic PCA; ``score`` is the exact mean log-likelihood "
+                              "(scikit-learn's ``PCA.score``).")
+AE = estimator("ae", "AE", "Deterministic autoencoder; ``score`` is minus the mean squared error per pixel.")
+VAE = estimator("vae", "VAE", "Variational autoencoder with a Gaussian posterior and a Bernoulli or Gaussian "
+                              "decoder; ``score`` is the mean ELBO in nats.")
+CVAE = estimator("cvae", "CVAE", "Conditional VAE: ``fit(X, y)`` with class labels; ``sample(n, y=3)`` "
+                                 "draws class 3.")

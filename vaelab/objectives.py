@@ -4,6 +4,9 @@ and free bits, for every model with a likelihood (vae, cvae, hvae, ...).
 All values are per example in nats. ``elbo`` is always reported at beta = 1 (the true bound; for iwae
 the k-sample bound); the loss that is minimised applies beta, warm-up and free bits. Free bits act per
 latent group: per dimension for the vae, per stochastic layer for the hvae.
+
+``Objective`` is the same computation as an ``nn.Module`` holding the model, so the training loop can wrap
+it in ``DistributedDataParallel`` (whose gradient hooks are armed by the wrapped module's ``forward``).
 """
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ import math
 from dataclasses import dataclass, field
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torch.distributions import Independent
 
 from .models import LatentModel  # noqa: F401  (the contract the objectives call)
@@ -107,3 +110,30 @@ def compute(model, x: Tensor, y: Tensor | None, cfg: ObjectiveConfig, epoch: flo
         terms.extra = model.extra_losses(x, y)
         terms.loss = terms.loss + sum(terms.extra.values())
     return terms
+
+
+class Objective(nn.Module):
+    """``compute`` as a module: ``Objective(model, cfg)(x, y, epoch)`` gives the same Terms.
+
+    ``probe`` is a zero scalar parameter (not the model's, never given to the optimizer): the loss is
+    ``scale * loss + probe * (scale * loss).detach()``, unchanged in value and in the model's gradients,
+    while ``probe.grad`` receives the scaled loss. Under DistributedDataParallel the all-reduce that averages
+    the gradients then averages the ranks' losses too, so ``probe.grad`` is the global mean loss, NaN/Inf
+    when any rank's is, on every rank (one collective a step)."""
+
+    def __init__(self, model: nn.Module, cfg: ObjectiveConfig = ObjectiveConfig()) -> None:
+        super().__init__()
+        self.model, self.cfg = model, cfg
+        self.probe = nn.Parameter(torch.zeros((), device=next(model.parameters(), torch.zeros(())).device))
+
+    def forward(self, x: Tensor, y: Tensor | None = None, epoch: float = math.inf,
+                scale: float = 1.0) -> Terms:
+        """Terms at (fractional) ``epoch``; ``scale`` multiplies the loss (a rank's share of a global batch)."""
+        terms = compute(self.model, x, y, self.cfg, epoch)
+        loss = terms.loss * scale if scale != 1.0 else terms.loss
+        terms.loss = loss + self.probe.to(loss.dtype) * loss.detach()
+        return terms
+
+    def loss_seen(self) -> Tensor:
+        """After backward: the (rank-averaged) loss carried by ``probe.grad``."""
+        return self.probe.grad if self.probe.grad is not None else self.probe.new_full((), math.nan)

@@ -1,13 +1,18 @@
 """vaelab train / sample / reconstruct."""
 from __future__ import annotations
 
+import dataclasses
+import inspect
+import typing
 from pathlib import Path
-from typing import Optional
+from typing import Any, List, Optional
 
 import torch
 import typer
 
 from .. import rundir
+from ..config import field_help, from_dict
+from ..models import REGISTRY, load_plugins, model_class
 from ..train import distributed
 from ..viz import grids as viz
 from ..data import for_evaluation, load_from_info
@@ -15,56 +20,171 @@ from ..objectives import ObjectiveConfig
 from ..train.run import train_run
 from ..train.loop import TrainConfig
 from . import app
-from .common import friendly, parse_ints
+from .common import SCALARS, friendly, option_type, parse_text, unwrap_optional
 from .io import write_png
 
 
-@app.command()
-@friendly
-def train(
-    model: str = typer.Option("vae", help="registered model: pca, ae, vae, cvae, ..."),
-    data: str = typer.Option("digits", help="digits | mnist | swiss-roll | an image folder | a .npy/.npz file"),
-    latent_dim: Optional[int] = typer.Option(None, help="size of z (model default when unset)"),
-    latent_dims: Optional[str] = typer.Option(None, help="hvae: size of each stochastic layer, bottom first, e.g. 64,32"),
-    inference: Optional[str] = typer.Option(None, help="hvae: top-down (ladder) | bottom-up (Markov chain)"),
-    hidden: Optional[str] = typer.Option(None, help="hidden sizes, comma-separated, e.g. 512,256"),
-    arch: Optional[str] = typer.Option(None, help="mlp | conv"),
-    activation: Optional[str] = typer.Option(None, help="relu | tanh | elu | gelu | silu"),
-    likelihood: Optional[str] = typer.Option(None, help="bernoulli | gaussian | gaussian-learned | laplace"),
-    sigma: Optional[float] = typer.Option(None, help="decoder scale for gaussian likelihoods"),
-    loss: Optional[str] = typer.Option(None, help="autoencoder loss: mse | l1"),
-    binarize: str = typer.Option("none", help="none | dynamic | static"),
-    size: Optional[int] = typer.Option(None, help="resize image folders to size x size"),
-    objective: str = typer.Option("elbo", help="elbo | iwae"),
-    k: int = typer.Option(1, help="importance samples for --objective iwae"),
-    beta: float = typer.Option(1.0, help="KL weight (beta-VAE)"),
-    warmup: float = typer.Option(0.0, help="epochs of linear KL warm-up"),
-    free_bits: float = typer.Option(0.0, help="free nats per latent group (dimension; layer for hvae)"),
-    batch_size: int = typer.Option(128),
-    lr: float = typer.Option(1e-3),
-    epochs: int = typer.Option(10),
-    seed: int = typer.Option(0),
-    val_fraction: float = typer.Option(0.1, help="share of the training split held out for validation"),
-    device: str = typer.Option("auto", help="auto | cpu | cuda | mps"),
-    out: Path = typer.Option(Path("runs/x"), help="run folder to write"),
-    data_dir: Optional[Path] = typer.Option(None, help="where mnist/ lives (else $VAELAB_DATA_DIR)"),
-    resume: bool = typer.Option(False, help="continue the run in --out from its last epoch"),
-    progress: bool = typer.Option(True, help="show a progress bar"),
-) -> None:
+# -- vaelab train: options generated from the config dataclasses ------------------------------------------
+FROM_DATA = frozenset({"input_shape", "n_classes"})  # model fields the data sets, never options
+
+
+@dataclasses.dataclass(frozen=True)
+class Generated:
+    """One generated option of ``vaelab train``: python parameter ``param`` fills config ``field``."""
+
+    param: str   # parameter name (the option is --param-with-dashes)
+    field: str   # config field it sets
+    source: str  # "model", "objective" or "train"
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.param.replace("_", "-")
+
+
+def _fixed_options() -> list[tuple[str, Any, Any]]:
+    """The options that are not config fields: (name, type, typer.Option)."""
+    return [
+        ("model", str, typer.Option("vae", help=f"registered model: {', '.join(REGISTRY)}")),
+        ("data", str, typer.Option("digits", help="digits | mnist | swiss-roll | an image folder | a .npy/.npz file")),
+        ("binarize", str, typer.Option("none", help="none | dynamic | static")),
+        ("size", Optional[int], typer.Option(None, help="resize image folders to size x size")),
+        ("val_fraction", float, typer.Option(0.1, help="share of the training split held out for validation")),
+        ("out", Path, typer.Option(Path("runs/x"), help="run folder to write")),
+        ("data_dir", Optional[Path], typer.Option(None, help="where mnist/ lives (else $VAELAB_DATA_DIR)")),
+        ("resume", bool, typer.Option(False, help="continue the run in --out from its last epoch")),
+        ("plugin", Optional[List[str]], typer.Option(
+            None, help="import this module first: models from outside vaelab (repeatable; also $VAELAB_PLUGINS)")),
+    ]
+
+
+def _default(f: dataclasses.Field) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        return f.default_factory()  # type: ignore[misc]
+    return None
+
+
+def _most_common(texts: list[str]) -> str:
+    texts = [t for t in texts if t]
+    return max(texts, key=texts.count) if texts else ""
+
+
+def train_options() -> tuple[list[inspect.Parameter], list[Generated]]:
+    """The parameters of ``vaelab train`` for the models registered now, and which config field each fills.
+
+    Objective fields (``kind`` as --objective) and TrainConfig fields keep their names; a field with the
+    name of a fixed option shares that option. Model options are the union of every registered model's
+    config fields (but input_shape and n_classes): typed when all models agree on a scalar type, else
+    text parsed by the chosen model's field type; a model field whose name is taken is --model-NAME."""
+    fixed = _fixed_options()
+    taken = {name for name, _, _ in fixed}
+    params: dict[str, inspect.Parameter] = {}
+    generated: list[Generated] = []
+
+    def add(name: str, tp: Any, option: Any) -> None:
+        params[name] = inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=option, annotation=tp)
+
+    for name, tp, option in fixed[:2]:  # --model, --data first
+        add(name, tp, option)
+
+    # model fields: the union over the registry
+    by_field: dict[str, list[tuple[str, Any, str]]] = {}
+    for model_name, cls in REGISTRY.items():
+        hints, helps = typing.get_type_hints(cls.Config), field_help(cls.Config)
+        for f in dataclasses.fields(cls.Config):
+            if f.name not in FROM_DATA:
+                by_field.setdefault(f.name, []).append((model_name, hints[f.name], helps.get(f.name, "")))
+    config_names = {f.name for c in (ObjectiveConfig, TrainConfig) for f in dataclasses.fields(c)} | {"objective"}
+    for field, entries in by_field.items():
+        param = field if field not in taken | config_names else f"model_{field}"
+        tp = option_type([h for _, h, _ in entries])
+        text = _most_common([t for _, _, t in entries])
+        if any(typing.get_origin(unwrap_optional(h)) is tuple for _, h, _ in entries):
+            nested = any(typing.get_origin(unwrap_optional((typing.get_args(unwrap_optional(h)) or (None,))[0]))
+                         is tuple for _, h, _ in entries)
+            text += "; comma-separated" + ("; ';' separates per-layer specs" if nested else "")
+        users = sorted(m for m, _, _ in entries)
+        if len(users) < len(REGISTRY):
+            text += f" (models: {', '.join(users)})"
+        add(param, Optional[tp], typer.Option(None, help=text.strip("; ")))
+        generated.append(Generated(param, field, "model"))
+        taken.add(param)
+
+    for name, tp, option in fixed[2:4]:  # --binarize, --size
+        add(name, tp, option)
+
+    # objective and training fields, with their defaults
+    for cls, source in ((ObjectiveConfig, "objective"), (TrainConfig, "train")):
+        hints, helps = typing.get_type_hints(cls), field_help(cls)
+        for f in dataclasses.fields(cls):
+            name = "objective" if (cls is ObjectiveConfig and f.name == "kind") else f.name
+            if name in {n for n, _, _ in fixed}:
+                generated.append(Generated(name, f.name, source))  # shares the fixed option
+                continue
+            if name in taken:
+                name = f"{source}_{name}"
+            tp, default = option_type([hints[f.name]]), _default(f)
+            if not isinstance(default, SCALARS):
+                default, tp = None, Optional[tp]  # text: the config's default when unset
+            elif default is None:
+                tp = Optional[tp]
+            add(name, tp, typer.Option(default, help=helps.get(f.name, "")))
+            generated.append(Generated(name, f.name, source))
+            taken.add(name)
+
+    for name, tp, option in fixed[4:]:
+        add(name, tp, option)
+    return list(params.values()), generated
+
+
+_GENERATED: list[Generated] = []
+
+
+def _train(**values: Any) -> None:
     """Train a model and write OUT/config.json, model.safetensors, metrics.jsonl."""
-    options = {"latent_dim": latent_dim, "latent_dims": parse_ints(latent_dims, "--latent-dims") if latent_dims else None,
-               "hidden": parse_ints(hidden, "--hidden") if hidden else None,
-               "arch": arch, "activation": activation, "likelihood": likelihood, "sigma": sigma, "loss": loss,
-               "inference": inference}
-    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, device=device, progress=progress)
-    obj = ObjectiveConfig(kind=objective, k=k, beta=beta, warmup=warmup, free_bits=free_bits)
-    net, history = train_run(model, data, out, options, cfg, obj, data_dir=data_dir, binarize=binarize,
-                           size=size, val_fraction=val_fraction, resume=resume)
+    plugin_names = list(values.get("plugin") or ())
+    load_plugins(plugin_names)  # normally imported already by vaelab.cli.main (so their options exist)
+    model = values["model"]
+    cls = model_class(model)  # an unknown name is an error listing the known ones
+    hints = {"model": typing.get_type_hints(cls.Config), "objective": typing.get_type_hints(ObjectiveConfig),
+             "train": typing.get_type_hints(TrainConfig)}
+    parts: dict[str, dict[str, Any]] = {"model": {}, "objective": {}, "train": {}}
+    for g in _GENERATED:
+        value = values.get(g.param)
+        if value is None:
+            continue
+        hint = hints[g.source].get(g.field)
+        parts[g.source][g.field] = value if hint is None else parse_text(hint, value, g.flag)
+    obj = from_dict(ObjectiveConfig, parts["objective"])
+    cfg = from_dict(TrainConfig, parts["train"])
+    net, history = train_run(model, values["data"], values["out"], parts["model"], cfg, obj,
+                             data_dir=values["data_dir"], binarize=values["binarize"], size=values["size"],
+                             val_fraction=values["val_fraction"], resume=values["resume"], plugins=plugin_names)
     last = history[-1] if history else {}
     keys = ("val_", "elbo", "loss") if net.has_likelihood else ("val_", "loss")  # an AE has no ELBO
     shown = ", ".join(f"{k}={v:.4g}" for k, v in last.items() if k.startswith(keys))
     if distributed.is_main():  # under torchrun only rank 0 reports
-        typer.echo(f"trained {model} on {data}: {shown} -> {out}")
+        typer.echo(f"trained {model} on {values['data']}: {shown} -> {values['out']}")
+
+
+train = friendly(_train)
+train.__name__ = train.__qualname__ = "train"
+
+
+def refresh_train() -> None:
+    """(Re)build ``vaelab train``'s signature from the models registered now (after loading plugins).
+
+    typer reads ``__signature__`` / ``__annotations__`` each time it builds the command, so the one
+    registered function picks up a plugin's options."""
+    params, generated = train_options()
+    _GENERATED[:] = generated
+    train.__signature__ = inspect.Signature(params, return_annotation=None)  # type: ignore[attr-defined]
+    train.__annotations__ = {p.name: p.annotation for p in params}
+
+
+refresh_train()
+app.command(name="train")(train)
 
 
 @app.command()

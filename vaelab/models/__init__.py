@@ -2,6 +2,7 @@
 from .base import (REGISTRY, Capabilities, LatentModel, build_model, check_shape, config_fields, model_class,
                    posterior_means, register)
 from . import ae, hvae, pca, vae  # noqa: F401  (registration side effect)
+from .plugins import load_plugins
 
 __all__ = ["REGISTRY", "Capabilities", "LatentModel", "build_model", "check_shape", "config_fields",
-           "model_class", "posterior_means", "register"]
+           "load_plugins", "model_class", "posterior_means", "register"]

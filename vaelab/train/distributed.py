@@ -7,11 +7,15 @@ Launch any ``vaelab train`` under torchrun and ``fit`` trains on every rank:
 ``--batch-size`` is per rank (the torch convention): one step uses world_size * batch_size examples.
 With one process (no torchrun, no process group) every helper here is a no-op.
 
-Why no DistributedDataParallel wrapper: DDP averages gradients through hooks armed by the wrapped
-module's ``forward``, but the objectives call ``model.elbo_parts`` / ``model.log_weights``, never
-``forward``. So ``average_gradients`` all-reduces one flat buffer after ``backward`` instead: one
-collective a step, explicit, and it carries the loss too, so every rank takes the same
-skip-this-non-finite-step decision.
+How: ``fit`` wraps the ``objectives.Objective`` module (which holds the model) in
+``DistributedDataParallel`` (gloo on cpu, nccl on cuda). Its constructor broadcasts rank 0's weights, and
+its hooks average the gradients over the ranks during ``backward``. Two details make the result equal one
+process on the global batch:
+
+* ranks may get one example more than others (``tensor_split``): each rank's batch-mean loss is scaled
+  by world * n_rank / n_global before backward (``weighted_shards``), so DDP's mean is the global mean;
+* the Objective's zero ``probe`` parameter receives each rank's loss as its gradient, so DDP's all-reduce
+  also yields the global loss: a NaN/Inf on any rank is seen on every rank, and all skip that step.
 """
 from __future__ import annotations
 
@@ -58,11 +62,17 @@ def setup(device: torch.device) -> tuple[torch.device, int, int]:
     return device, dist.get_rank(), dist.get_world_size()
 
 
-def broadcast_parameters(model: nn.Module) -> None:
-    """Every rank starts from rank 0's weights and buffers (as DDP does at wrap time)."""
-    if active():
-        for t in model.state_dict().values():  # tensors sharing storage with the model: updated in place
-            dist.broadcast(t, src=0)
+def wrap(objective: nn.Module, device: torch.device) -> nn.Module:
+    """``objective`` in DistributedDataParallel inside a process group of several ranks, else itself.
+
+    Every trainable parameter must get a gradient each step (true of every registered model's objective;
+    DDP's find_unused_parameters is off: it would traverse the autograd graph every step)."""
+    if not active():
+        return objective
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [device] if device.type == "cuda" else None
+    return DistributedDataParallel(objective, device_ids=ids, output_device=ids[0] if ids else None)
 
 
 def shard(batches: Iterable[Batch], rank: int, world: int) -> Iterator[Batch]:
@@ -77,26 +87,13 @@ def shard(batches: Iterable[Batch], rank: int, world: int) -> Iterator[Batch]:
         yield xb.tensor_split(world)[rank], None if yb is None else yb.tensor_split(world)[rank]
 
 
-def average_gradients(params: list[nn.Parameter], loss: Tensor, n: int) -> Tensor:
-    """Replace each ``p.grad`` by the mean over all examples of all ranks; returns the global mean loss.
-
-    Each rank's batch-mean gradient and loss are weighted by its ``n`` examples, so the result equals
-    one process on the union of the batches. A NaN/Inf on any rank reaches every rank's loss and
-    gradients: the non-finite check after this agrees everywhere. A parameter without a gradient here
-    gets zeros (all ranks must contribute the same buffer layout)."""
-    if not active():
-        return loss
-    grads = [torch.zeros_like(p) if p.grad is None else p.grad for p in params]
-    flat = torch.cat([g.reshape(-1) for g in grads] + [loss.detach().reshape(1).to(grads[0]),
-                                                       grads[0].new_ones(1)])  # (P + 2,)
-    flat.mul_(n)
-    dist.all_reduce(flat)                    # sums: weighted grads, weighted loss, total examples
-    flat = flat[:-1] / flat[-1]
-    offset = 0
-    for p in params:
-        p.grad = flat[offset:offset + p.numel()].view_as(p)
-        offset += p.numel()
-    return flat[-1]
+def weighted_shards(batches: Iterable[Batch], rank: int,
+                    world: int) -> Iterator[tuple[Tensor, "Tensor | None", float]]:
+    """``shard`` plus each shard's loss scale world * n_rank / n_global (1.0 with one process): DDP
+    averages the ranks' gradients, so the scaled batch means average to the mean over the global batch."""
+    for xb, yb in batches:
+        for part_x, part_y in shard([(xb, yb)], rank, world):
+            yield part_x, part_y, world * len(part_x) / len(xb)
 
 
 def sum_over_ranks(acc: Tensor, n: int) -> tuple[Tensor, int]:

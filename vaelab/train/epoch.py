@@ -1,0 +1,95 @@
+"""One training epoch: optimisation steps that skip non-finite updates, and the epoch's metrics row."""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..data import Dataset, batches
+from ..objectives import Objective
+from . import distributed
+from .config import TrainConfig, TrainingDiverged
+
+
+@dataclass
+class Trainer:
+    """What the steps need: the objective (``step_fn``: the Objective, or it wrapped in
+    DistributedDataParallel), Adam over the model's parameters, the lr scheduler, and the run's shape."""
+    objective: Objective
+    step_fn: nn.Module
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LRScheduler
+    cfg: TrainConfig
+    rank: int
+    world: int
+    steps_per_epoch: int
+    skipped: int = 0        # non-finite steps so far (the rows report this running count)
+    bad_in_a_row: int = 0   # consecutive non-finite steps (reset by a good one)
+
+    @property
+    def params(self) -> list[nn.Parameter]:
+        return [p for p in self.objective.model.parameters() if p.requires_grad]
+
+
+def steps_per_epoch(n: int, batch_size: int, world: int) -> int:
+    """Steps ``distributed.shard`` yields: global batches of batch_size * world, without a last one too
+    small to give every rank an example."""
+    full, last = divmod(n, batch_size * world)
+    return full + (1 if last >= world else 0)
+
+
+def _step(t: Trainer, xb: torch.Tensor, yb: torch.Tensor | None, epoch: float, scale: float,
+          epoch_index: int):
+    """One Adam step (or a skipped one); returns (terms, global mean loss) or None when skipped."""
+    t.objective.zero_grad(set_to_none=True)  # the model's gradients and the loss probe's
+    terms = t.step_fn(xb, yb, epoch, scale=scale)
+    terms.loss.backward()  # a non-finite loss gives non-finite gradients: skipped below
+    loss = t.objective.loss_seen()  # mean over all ranks' examples (identical on every rank)
+    params = t.params
+    if t.cfg.grad_clip:
+        norm = torch.nn.utils.clip_grad_norm_(params, t.cfg.grad_clip, foreach=True)
+    else:
+        norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None], foreach=True)
+    if not bool(torch.isfinite(loss) & torch.isfinite(norm)):  # one host sync a step
+        t.skipped, t.bad_in_a_row = t.skipped + 1, t.bad_in_a_row + 1
+        if t.bad_in_a_row >= t.cfg.max_bad_steps:
+            raise TrainingDiverged(
+                f"{t.bad_in_a_row} non-finite steps in a row at epoch {epoch_index + 1}: the loss or gradients "
+                f"are NaN/Inf. Try a lower lr (now {t.cfg.lr}), grad_clip, or check the data; "
+                "the last good checkpoint was kept.")
+        return None
+    t.bad_in_a_row = 0
+    t.opt.step()
+    return terms, loss
+
+
+def train_epoch(t: Trainer, train: Dataset, gen: torch.Generator, epoch: int, device: torch.device,
+                bar: Any) -> dict[str, Any]:
+    """Steps over one shuffled pass of ``train``; returns the row without validation scores."""
+    t.step_fn.train()
+    # (loss * batch, elbo, recon, kl) summed on the device, read back once per epoch
+    t0, acc, n_seen = time.perf_counter(), torch.zeros(4, dtype=torch.float64, device=device), 0
+    lr = t.opt.param_groups[0]["lr"]  # the lr of the epoch's first step
+    global_batches = batches(train.x, train.y, t.cfg.batch_size * t.world, binarize=train.info.binarize,
+                             generator=gen, device=device)
+    for i, (xb, yb, scale) in enumerate(distributed.weighted_shards(global_batches, t.rank, t.world)):
+        done = _step(t, xb, yb, epoch + i / t.steps_per_epoch, scale, epoch)
+        t.sched.step()  # every step, skipped or not: the lr follows the (fractional) epoch
+        bar.update(1)
+        if done is None:
+            continue
+        terms, loss = done
+        b = len(xb)
+        n_seen += b
+        with torch.no_grad():
+            acc += torch.stack([loss * b, terms.elbo.sum(), terms.recon.sum(), terms.kl.sum()]).to(acc)
+    acc, n_seen = distributed.sum_over_ranks(acc, n_seen)  # all ranks' examples
+    secs = time.perf_counter() - t0  # training steps only: validation is not timed
+    sums = dict(zip(("loss", "elbo", "recon", "kl"), acc.tolist()))
+    return {"epoch": epoch + 1, **{k: v / n_seen if n_seen else math.nan for k, v in sums.items()},
+            "skipped_steps": t.skipped, "seconds": secs, "examples_per_s": n_seen / secs,
+            "lr": lr}
