@@ -276,3 +276,115 @@ def test_skipped_steps_do_not_change_the_weights(monkeypatch, digits):
     with pytest.raises(TrainingDiverged, match=r"5 non-finite steps in a row at epoch 1.*lr"):
         fit(model, train, cfg=TrainConfig(epochs=1, batch_size=128, progress=False, max_bad_steps=5))
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+# -- config.json is untrusted: random JSON in it gives exit 0 or a one-line error, never a traceback --------
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 64) | st.floats() | st.text(max_size=6),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    max_leaves=8)
+
+
+@pytest.fixture(scope="module")
+def fuzz_run(digits_runs, tmp_path_factory):
+    run = tmp_path_factory.mktemp("fuzz") / "vae"
+    shutil.copytree(digits_runs["vae"], run)
+    return run, json.loads((run / "config.json").read_text())
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(where=st.sampled_from(["model_config", "top", "data"]), key=st.data(), value=_JSON)
+def test_random_config_values_never_traceback(fuzz_run, where, key, value):
+    run, original = fuzz_run
+    cfg = json.loads(json.dumps(original))
+    if where == "top":  # never "plugins": that entry imports modules by design
+        cfg[key.draw(st.sampled_from(["model", "model_config", "data"]))] = value
+    else:
+        cfg[where][key.draw(st.sampled_from(sorted(cfg[where]) + ["unknown"]))] = value
+    (run / "config.json").write_text(json.dumps(cfg))
+    r = CliRunner().invoke(app, ["sample", str(run), "-n", "4", "--out", str(run / "s.png")], env=ENV)
+    assert r.exception is None or isinstance(r.exception, SystemExit), repr(r.exception)
+    assert r.exit_code in (0, 2), (r.exit_code, r.output)
+    assert "Traceback" not in r.output
+    if r.exit_code == 2:
+        assert "error: " in r.output, r.output
+
+
+@pytest.mark.parametrize("flag", ["--beta", "--free-bits", "--warmup"])
+@pytest.mark.parametrize("value", ["nan", "inf", "-1"])
+def test_objective_rejects_nan(flag, value):
+    from vaelab.objectives import ObjectiveConfig
+
+    with pytest.raises(ValueError, match="must be a finite number >= 0"):
+        ObjectiveConfig(**{flag.lstrip("-").replace("-", "_"): float(value)})
+
+
+def test_config_types_checked():
+    from vaelab.config import from_dict
+
+    cls = VariationalAE.Config
+    with pytest.raises(ValueError, match=r"config.json field latent_dim='2' must be int"):
+        from_dict(cls, {"input_shape": [1, 8, 8], "latent_dim": "2"})
+    with pytest.raises(ValueError, match=r"latent_dim=True must be int"):
+        from_dict(cls, {"input_shape": [1, 8, 8], "latent_dim": True})
+    with pytest.raises(ValueError, match=r"input_shape\[2\]='8' must be int"):
+        from_dict(cls, {"input_shape": [1, 8, "8"]})
+    with pytest.raises(ValueError, match="must be a JSON object"):
+        from_dict(cls, 5)
+
+
+def test_nonfinite_weights_refused(tmp_path):
+    from safetensors.torch import load_file
+
+    from vaelab.fileio import check_finite_weights
+
+    model = build_model("vae", input_shape=(1, 8, 8), latent_dim=2, hidden=(8,))
+    run = rundir.save_model(tmp_path / "run", model)
+    state = load_file(str(run / "model.safetensors"))
+    check_finite_weights(state, run / "model.safetensors")  # finite: no error
+    first = next(iter(state))
+    state[first].view(-1)[0] = float("nan")
+    with pytest.raises(ValueError, match=rf"model.safetensors.*NaN/Inf.*{first}"):
+        check_finite_weights(state, run / "model.safetensors")
+
+
+def test_unexpected_errors_are_one_line(monkeypatch):
+    import errno
+
+    import typer
+
+    from vaelab.cli.common import friendly
+
+    def boom(exc):
+        @friendly
+        def cmd():
+            raise exc
+        return cmd
+
+    for exc, needle in [(TypeError("odd"), "error: unexpected TypeError: odd (please report it at "
+                                            "https://github.com/vaelab/vaelab/issues; rerun with VAELAB_DEBUG=1"),
+                        (OSError(errno.ENOSPC, "No space left on device", "/x/eval.json"),
+                         "error: cannot write '/x/eval.json': No space left on device"),
+                        (IsADirectoryError(errno.EISDIR, "Is a directory", "/x"), "Is a directory"),
+                        (PermissionError(errno.EACCES, "Permission denied", "/x"), "Permission denied")]:
+        monkeypatch.delenv("VAELAB_DEBUG", raising=False)
+        with pytest.raises(typer.Exit) as e:
+            boom(exc)()
+        assert e.value.exit_code == 2
+        monkeypatch.setenv("VAELAB_DEBUG", "1")
+        with pytest.raises(type(exc)):
+            boom(exc)()
+    monkeypatch.delenv("VAELAB_DEBUG")
+    r = CliRunner().invoke(typer_app_for(boom(TypeError("odd"))), [], env=ENV)
+    assert r.exit_code == 2 and "unexpected TypeError: odd" in r.output and "Traceback" not in r.output
+
+
+def typer_app_for(cmd):
+    import typer
+
+    t = typer.Typer()
+    t.command()(cmd)
+    return t

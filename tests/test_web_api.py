@@ -333,3 +333,57 @@ def test_serve_cli_binds_localhost_by_default(runs, monkeypatch) -> None:
     assert calls[0][0].state.explorer.n_points == 360
     missing = CliRunner().invoke(app, ["serve", str(Path(runs["vae"]).parent / "no-such-run")])
     assert missing.exit_code == 2 and "does not exist" in missing.output
+
+
+# -- Host and Origin checks (DNS rebinding, cross-site requests) ------------------------------------------
+@pytest.fixture(scope="module")
+def guarded_app(runs: dict[str, Path]):
+    return create_app(runs["ae"], max_points=50)
+
+
+@pytest.mark.parametrize("base", ["http://127.0.0.1", "http://localhost:8000", "http://[::1]:9999",
+                                  "http://testserver"])
+def test_loopback_hosts_allowed(guarded_app, base):
+    assert TestClient(guarded_app, base_url=base).get("/api/info").status_code == 200
+
+
+@pytest.mark.parametrize("base", ["http://evil.example", "http://evil.example:8000", "http://192.168.1.5:8000"])
+def test_foreign_host_refused(guarded_app, base):
+    client = TestClient(guarded_app, base_url=base)
+    for r in (client.get("/"), client.get("/api/info"), client.post("/api/sample", json={"n": 1})):
+        assert r.status_code == 403, r.text
+        assert "not allowed" in r.json()["error"]
+
+
+def test_allowed_hosts_extends(runs):
+    app = create_app(runs["ae"], max_points=50, allowed_hosts=["192.168.1.5"])
+    assert TestClient(app, base_url="http://192.168.1.5:8000").get("/api/info").status_code == 200
+    assert TestClient(app, base_url="http://127.0.0.1:8000").get("/api/info").status_code == 200
+    assert TestClient(app, base_url="http://evil.example").get("/api/info").status_code == 403
+
+
+def test_foreign_origin_refused(guarded_app):
+    client = TestClient(guarded_app, base_url="http://127.0.0.1:8000")
+    evil = {"Origin": "http://evil.example"}
+    r = client.post("/api/sample", json={"n": 1}, headers=evil)
+    assert r.status_code == 403 and "cross-origin" in r.json()["error"]
+    assert client.get("/api/info", headers=evil).status_code == 403
+    assert client.get("/api/info", headers={"Origin": "null"}).status_code == 403
+    assert client.get("/", headers=evil).status_code == 200  # the page itself is not state-changing
+    same = {"Origin": "http://127.0.0.1:8000"}
+    assert client.post("/api/sample", json={"n": 1}, headers=same).status_code == 200
+    assert client.post("/api/sample", json={"n": 1}).status_code == 200  # no Origin: curl, same-origin GET
+
+
+def test_serve_allows_its_non_loopback_host(runs, monkeypatch):
+    import uvicorn
+
+    seen = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: seen.update(app=app, **kw))
+    r = CliRunner().invoke(__import__("vaelab.cli", fromlist=["app"]).app,
+                           ["serve", str(runs["ae"]), "--host", "10.1.2.3", "--max-points", "20"])
+    assert r.exit_code == 0, r.output
+    assert seen["proxy_headers"] is False
+    client = TestClient(seen["app"], base_url="http://10.1.2.3:8000")
+    assert client.get("/api/info").status_code == 200
+    assert TestClient(seen["app"], base_url="http://evil.example").get("/api/info").status_code == 403

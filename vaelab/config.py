@@ -5,6 +5,7 @@ import dataclasses
 import inspect
 import io
 import json
+import numbers
 import textwrap
 import tokenize
 import types
@@ -19,30 +20,96 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(cfg)))
 
 
-def _coerce(tp: Any, value: Any) -> Any:
-    """Turn a JSON value back into the annotated type (lists -> tuples)."""
+_NONE = type(None)
+
+
+def _type_name(tp: Any) -> str:
+    """int, float, str, bool, tuple[int, ...], int | None, ... as users read them."""
+    if isinstance(tp, type) and not typing.get_args(tp):
+        return tp.__name__
+    return str(tp).replace("typing.", "")
+
+
+def _coerce(tp: Any, value: Any, field: str = "value") -> Any:
+    """Check a JSON value against the annotated type and turn it into it (lists -> tuples, int -> float);
+    ValueError naming ``field``, the value and the type otherwise. bools are not numbers; unknown
+    annotations (Any, plugin types) pass through unchanged."""
     origin = typing.get_origin(tp)
-    if origin is tuple and isinstance(value, (list, tuple)):
+    if origin in (typing.Union, types.UnionType):
         args = typing.get_args(tp)
-        inner = args[0] if args else Any
-        return tuple(_coerce(inner, v) for v in value)
-    if origin in (typing.Union, types.UnionType) and value is not None:
-        for arg in typing.get_args(tp):
-            if arg is not type(None):
-                return _coerce(arg, value)
-    if tp is float and isinstance(value, int):
-        return float(value)
+        if value is None:
+            if _NONE in args:
+                return None
+            raise _wrong(field, value, tp)
+        for arg in args:
+            if arg is _NONE:
+                continue
+            try:
+                return _coerce(arg, value, field)
+            except ValueError:
+                continue
+        raise _wrong(field, value, tp)
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise _wrong(field, value, tp)
+        args = typing.get_args(tp)
+        if not args:
+            return tuple(value)
+        if len(args) == 2 and args[1] is Ellipsis:
+            inner = typing.get_args(args[0])
+            if (typing.get_origin(args[0]) is tuple and len(inner) == 2 and inner[1] is Ellipsis and value
+                    and not any(isinstance(v, (list, tuple)) for v in value)):
+                # a flat list where a list of lists is annotated: the one-entry shorthand (hvae --hidden
+                # 200,200); its items are checked and the model's __post_init__ nests it
+                return tuple(_coerce(inner[0], v, f"{field}[{i}]") for i, v in enumerate(value))
+            return tuple(_coerce(args[0], v, f"{field}[{i}]") for i, v in enumerate(value))
+        if len(args) != len(value):
+            raise _wrong(field, value, tp)
+        return tuple(_coerce(a, v, f"{field}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise _wrong(field, value, tp)
+    if tp is int:
+        if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+            return int(value)
+        raise _wrong(field, value, tp)
+    if tp is float:
+        if isinstance(value, numbers.Real) and not isinstance(value, bool):
+            return float(value)
+        raise _wrong(field, value, tp)
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise _wrong(field, value, tp)
+    if typing.get_origin(tp) is typing.Literal:
+        if any(value == a and type(value) is type(a) for a in typing.get_args(tp)):
+            return value
+        raise _wrong(field, value, tp)
     return value
 
 
+def _wrong(field: str, value: Any, tp: Any) -> ValueError:
+    text = repr(value)
+    text = text if len(text) <= 60 else text[:57] + "..."
+    return ValueError(f"config.json field {field}={text} must be {_type_name(tp)}")
+
+
 def from_dict(cls: type[T], data: dict[str, Any]) -> T:
-    """Build ``cls`` from a dict, naming any unknown key and the allowed ones."""
+    """Build ``cls`` from a dict, naming any unknown key and the allowed ones; every value is checked
+    against its field's annotation first (``_coerce``), so a bad type never reaches the constructor."""
+    if not isinstance(data, dict):
+        raise ValueError(f"{cls.__name__} must be a JSON object of fields; got a {type(data).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise ValueError(f"unknown {cls.__name__} field(s) {unknown}; allowed: {sorted(fields)}")
+    missing = sorted(name for name, f in fields.items() if name not in data and f.init
+                     and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING)
+    if missing:
+        raise ValueError(f"{cls.__name__} lacks the required field(s) {missing}")
     hints = typing.get_type_hints(cls)
-    return cls(**{k: _coerce(hints[k], v) for k, v in data.items()})
+    return cls(**{k: _coerce(hints[k], v, k) for k, v in data.items()})
 
 
 def _field_comments(cls: type) -> dict[str, str]:

@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_path", "atomic_write", "finite_or_none"]
+__all__ = ["atomic_path", "atomic_write", "finite_or_none", "fsync_dir"]
 
 
 @contextmanager
@@ -36,6 +36,21 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def fsync_dir(path: str | os.PathLike[str]) -> None:
+    """Flush a folder's entries (the renames in it) to disk; a no-op where folders cannot be opened
+    (Windows)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
 def atomic_write(path: str | os.PathLike[str], data: bytes | str) -> Path:
     """Write ``data`` (str as UTF-8) to ``path`` atomically (see :func:`atomic_path`)."""
     path = Path(path)
@@ -54,3 +69,16 @@ def finite_or_none(value: Any) -> Any:
     if isinstance(value, (list, tuple)):
         return [finite_or_none(v) for v in value]
     return value
+
+
+def check_finite_weights(state: Any, path: str | os.PathLike[str]) -> None:
+    """Refuse a loaded state dict (name -> tensor) holding NaN/Inf: ValueError naming the file, the first bad
+    tensor and how many values are bad. Duck-typed (``tensor.isfinite()``), so this module stays stdlib only."""
+    for name, tensor in state.items():
+        if not hasattr(tensor, "isfinite"):
+            continue
+        finite = tensor.isfinite()
+        if not bool(finite.all()):
+            bad = int((~finite).sum())
+            raise ValueError(f"{str(path)!r} holds {bad} NaN/Inf value(s) in weight {name!r}; the checkpoint "
+                             "is unusable (a diverged run?): retrain it or use an earlier checkpoint")

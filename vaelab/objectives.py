@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
-from torch.distributions import Independent
 
 from .models import LatentModel  # noqa: F401  (the contract the objectives call)
 
@@ -33,13 +32,14 @@ class ObjectiveConfig:
     def __post_init__(self) -> None:
         if self.kind not in OBJECTIVES:
             raise ValueError(f"objective={self.kind!r} is not known; allowed: {list(OBJECTIVES)}")
-        if self.beta < 0:
-            raise ValueError(f"beta={self.beta} must be >= 0")
-        if self.warmup < 0:
-            raise ValueError(f"warmup={self.warmup} must be >= 0 (epochs)")
-        if self.free_bits < 0:
-            raise ValueError(f"free_bits={self.free_bits} must be >= 0 (nats)")
-        if self.k < 1:
+        # "not 0 <= x < inf": NaN fails every comparison, so it is refused too
+        if not 0 <= self.beta < float("inf"):
+            raise ValueError(f"beta={self.beta} must be a finite number >= 0")
+        if not 0 <= self.warmup < float("inf"):
+            raise ValueError(f"warmup={self.warmup} must be a finite number >= 0 (epochs)")
+        if not 0 <= self.free_bits < float("inf"):
+            raise ValueError(f"free_bits={self.free_bits} must be a finite number >= 0 (nats)")
+        if not self.k >= 1:
             raise ValueError(f"k={self.k} must be >= 1")
 
 

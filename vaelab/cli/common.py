@@ -2,29 +2,64 @@
 from __future__ import annotations
 
 import functools
+import os
 import types
 import typing
 from collections.abc import Callable
 from typing import Any
 
+import click
 import typer
 
 USER_ERRORS = (ValueError, FileNotFoundError, NotADirectoryError, KeyError, RuntimeError)
+DEBUG_ENV = "VAELAB_DEBUG"
+ISSUES = "https://github.com/vaelab/vaelab/issues"
+
+
+def _os_message(e: OSError) -> str:
+    """'cannot write|read|open PATH: <strerror>' (disk full, permission denied, is a directory...)."""
+    import errno
+
+    verb = {errno.ENOSPC: "write", errno.EROFS: "write", errno.EDQUOT: "write"}.get(e.errno or 0, "read/write")
+    what = e.filename if e.filename is not None else None
+    reason = e.strerror or str(e) or type(e).__name__
+    if what is None:
+        return f"cannot {verb}: {reason}"
+    extra = f" -> {e.filename2!r}" if getattr(e, "filename2", None) else ""
+    return f"cannot {verb} {str(what)!r}{extra}: {reason}"
 
 
 def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn user errors into 'error: <message>' and exit code 2."""
+    """Turn errors into 'error: <message>' and exit code 2: user errors as they are, OSError as
+    'cannot read/write PATH: reason', anything else as an unexpected error to report (the traceback comes
+    back with VAELAB_DEBUG=1)."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
-        except USER_ERRORS as e:
-            msg = e.args[0] if isinstance(e, KeyError) and e.args else e
-            typer.echo(f"error: {msg}", err=True)
+        except (typer.Exit, typer.Abort, SystemExit, KeyboardInterrupt, click.exceptions.ClickException):
+            raise
+        except Exception as e:  # noqa: BLE001  (the one place every error becomes a one-line message)
+            if os.environ.get(DEBUG_ENV, "").strip() not in ("", "0"):
+                raise
+            typer.echo(f"error: {error_message(e)}", err=True)
             raise typer.Exit(2) from None
 
     return wrapper
+
+
+def error_message(e: BaseException) -> str:
+    """The one line ``friendly`` prints for ``e`` (without the 'error: ' prefix)."""
+    if isinstance(e, USER_ERRORS) and not isinstance(e, OSError):
+        return str(e.args[0] if isinstance(e, KeyError) and e.args else e)
+    if isinstance(e, (FileNotFoundError, NotADirectoryError)) and e.filename is None:
+        return str(e)  # vaelab's own messages (e.g. 'run folder ... does not exist')
+    if isinstance(e, OSError):
+        return _os_message(e)
+    detail = str(e).strip().splitlines()[0] if str(e).strip() else "(no message)"
+    return (f"unexpected {type(e).__name__}: {detail} (please report it at {ISSUES}; "
+            f"rerun with {DEBUG_ENV}=1 for the traceback)")
 
 
 def parse_ints(text: str, what: str) -> tuple[int, ...]:

@@ -15,9 +15,9 @@ from ..config import field_help, from_dict
 from ..models import REGISTRY, load_plugins, model_class
 from ..train import distributed
 from ..viz import grids as viz
-from ..data import for_evaluation, load_from_info
+from ..data import for_evaluation, load_recorded
 from ..objectives import ObjectiveConfig
-from ..train.run import train_run
+from ..train.run import resume_conflicts, train_run
 from ..train.loop import TrainConfig
 from . import app
 from .common import SCALARS, friendly, option_type, parse_text, unwrap_optional
@@ -52,6 +52,7 @@ def _fixed_options() -> list[tuple[str, Any, Any]]:
         ("out", Path, typer.Option(Path("runs/x"), help="run folder to write")),
         ("data_dir", Optional[Path], typer.Option(None, help="where mnist/ lives (else $VAELAB_DATA_DIR)")),
         ("resume", bool, typer.Option(False, help="continue the run in --out from its last epoch")),
+        ("overwrite", bool, typer.Option(False, help="replace the run in --out (removes vaelab's files in it)")),
         ("plugin", Optional[List[str]], typer.Option(
             None, help="import this module first: models from outside vaelab (repeatable; also $VAELAB_PLUGINS)")),
     ]
@@ -158,14 +159,47 @@ def _train(**values: Any) -> None:
         parts[g.source][g.field] = value if hint is None else parse_text(hint, value, g.flag)
     obj = from_dict(ObjectiveConfig, parts["objective"])
     cfg = from_dict(TrainConfig, parts["train"])
+    if values.get("resume"):
+        _check_resume(values, parts["model"])
     net, history = train_run(model, values["data"], values["out"], parts["model"], cfg, obj,
                              data_dir=values["data_dir"], binarize=values["binarize"], size=values["size"],
-                             val_fraction=values["val_fraction"], resume=values["resume"], plugins=plugin_names)
+                             val_fraction=values["val_fraction"], resume=values["resume"], plugins=plugin_names,
+                             overwrite=bool(values.get("overwrite")))
     last = history[-1] if history else {}
     keys = ("val_", "elbo", "loss") if net.has_likelihood else ("val_", "loss")  # an AE has no ELBO
     shown = ", ".join(f"{k}={v:.4g}" for k, v in last.items() if k.startswith(keys))
     if distributed.is_main():  # under torchrun only rank 0 reports
         typer.echo(f"trained {model} on {values['data']}: {shown} -> {values['out']}")
+
+
+def _given(name: str) -> bool:
+    """Whether option ``name`` was on the command line (or in the environment), not its default."""
+    import click
+
+    ctx = click.get_current_context(silent=True)
+    if ctx is None:
+        return True
+    source = ctx.get_parameter_source(name)
+    return source is not None and source not in (click.core.ParameterSource.DEFAULT,
+                                                 click.core.ParameterSource.DEFAULT_MAP)
+
+
+def _check_resume(values: dict[str, Any], model_options: dict[str, Any]) -> None:
+    """--resume with model or data options that contradict the saved run is an error naming them all
+    (options not given are fine: the run's own are used)."""
+    out = values["out"]
+    try:
+        saved = rundir.read_config(out)
+    except (FileNotFoundError, ValueError):
+        return  # train_run says what is missing or broken
+    if saved.get("model") != values["model"]:
+        return  # train_run names the two models
+    data = {k: values[v] for k, v in (("name", "data"), ("binarize", "binarize"), ("size", "size"))
+            if _given(v)}
+    conflicts = resume_conflicts(saved, model_options, data)
+    if conflicts:
+        raise ValueError(f"cannot resume run {str(out)!r} with options that contradict it: {'; '.join(conflicts)} "
+                         "(leave them out to continue it as it is, or train a new run)")
 
 
 train = friendly(_train)
@@ -216,12 +250,13 @@ def reconstruct(
     out: Path = typer.Option(Path("recon.png")),
     n: int = typer.Option(16, "-n", help="test images to show"),
     data_dir: Optional[Path] = typer.Option(None, help="where mnist/ lives (else $VAELAB_DATA_DIR)"),
+    data: Optional[Path] = typer.Option(None, "--data", help="use this dataset instead of the one recorded in config.json"),
 ) -> None:
     """Test images (top row) and their reconstructions (bottom row)."""
     if n < 1:
         raise ValueError(f"-n {n} must be >= 1")
     model = rundir.load(run)
-    test = for_evaluation(load_from_info(rundir.read_config(run)["data"], "test", data_dir))
+    test = for_evaluation(load_recorded(rundir.read_config(run).get("data"), "test", run, data_dir, data))
     x, y = test.x[:n], None if test.y is None else test.y[:n]
     grid = viz.image_grid(viz.pairs(x, model.reconstruct(x, y if model.n_classes else None), n), ncol=min(n, len(x)))
     write_png(out, viz.upscale(grid, 2 if model.input_shape[-1] < 32 else 1))

@@ -159,8 +159,9 @@ def demo(
     for name, options, epochs in DEMO_MODELS:
         cfg = TrainConfig(epochs=max(1, round(epochs * epochs_scale)), batch_size=64, lr=2e-3,
                           progress=progress)
+        # the demo's own folders: re-running the demo replaces them (and their stale pictures / eval.json)
         model, _ = train_run(name, data, out / name, options, cfg, ObjectiveConfig(), data_dir=data_dir,
-                             val_fraction=0.0)
+                             val_fraction=0.0, overwrite=True)
         model = model.cpu().eval()  # trained on the auto device; scored and drawn next to CPU test data
         test = for_evaluation(load_from_info(read_config(out / name)["data"],
                                              "test", data_dir))

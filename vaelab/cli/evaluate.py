@@ -7,7 +7,7 @@ from typing import Any, Optional
 import typer
 
 from .. import rundir
-from ..data import load_from_info
+from ..data import load_recorded
 from ..eval.evaluate import evaluate
 from ..device import pick_device
 from . import app
@@ -39,6 +39,8 @@ def eval_run(
     run: Path = typer.Argument(..., help="run folder (from vaelab train)"),
     iw_samples: int = typer.Option(1000, help="importance samples K per test example for the NLL"),
     data_dir: Optional[Path] = typer.Option(None, help="where mnist/ lives (else $VAELAB_DATA_DIR)"),
+    data: Optional[Path] = typer.Option(None, "--data", help="use this dataset (a built-in name or a path) "
+                                        "instead of the one recorded in config.json"),
     batch_size: Optional[int] = typer.Option(None, help="test examples per NLL batch (default: 2048 / chunk)"),
     chunk: Optional[int] = typer.Option(None, help="importance samples per decoder call (default 256)"),
     seed: int = typer.Option(0, help="seeds the importance samples, generated samples and probe subsample"),
@@ -47,7 +49,7 @@ def eval_run(
     curve_ks: str = typer.Option("1,5,50,500", help="k values for --curve"),
     fd: bool = typer.Option(True, help="compute FD_vaelab (image data with labels only)"),
     cache_dir: Optional[Path] = typer.Option(None, help="feature-net cache root "
-                                             "(else $VAELAB_DATA_DIR or ~/.cache/vaelab)"),
+                                             "(else $XDG_CACHE_HOME/vaelab or ~/.cache/vaelab)"),
     workers: Optional[int] = typer.Option(None, help="CPU threads scoring batches (default: torch threads)"),
     device: str = typer.Option("auto", help="auto | cpu | cuda | mps"),
     progress: bool = typer.Option(True, help="show a progress bar for the NLL"),
@@ -57,8 +59,8 @@ def eval_run(
         raise ValueError(f"--iw-samples {iw_samples} must be >= 1")
     cfg = rundir.read_config(run)
     model = rundir.load(run, pick_device(device))
-    test = load_from_info(cfg["data"], "test", data_dir)
-    train = load_from_info(cfg["data"], "train", data_dir) if test.y is not None else None
+    test = load_recorded(cfg.get("data"), "test", run, data_dir, data)
+    train = load_recorded(cfg.get("data"), "train", run, data_dir, data) if test.y is not None else None
     result = evaluate(model, test, train, iw_samples, batch_size=batch_size, chunk=chunk, seed=seed,
                       max_examples=max_examples, curve=parse_ints(curve_ks, "--curve-ks") if curve else None,
                       fd=fd, cache_dir=cache_dir, workers=workers, progress=progress)

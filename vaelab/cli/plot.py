@@ -36,13 +36,15 @@ def plot(
     temperature: float = typer.Option(1.0, help="scale of the prior draws (samples)"),
     label: Optional[int] = typer.Option(None, help="class to condition on (conditional models)"),
     data_dir: Optional[Path] = typer.Option(None, help="where mnist/ lives (else $VAELAB_DATA_DIR)"),
+    data: Optional[Path] = typer.Option(None, "--data", help="use this dataset (a built-in name or a path) "
+                                        "instead of the one recorded in config.json"),
     seed: int = typer.Option(0, help="seeds prior draws and the choice of test images"),
 ) -> None:
     """Draw one picture of a trained run into a PNG."""
     if kind not in plots.KINDS:
         raise ValueError(f"--kind {kind!r} is not known; allowed: {list(plots.KINDS)}")
     opts = plots.PlotOptions(dims=parse_dims(dims), n=n, temperature=temperature, seed=seed, label=label)
-    data = plots.load_run(run, data_dir, with_test=kind in plots.NEEDS_TEST_DATA)
-    picture = plots.make_plot(kind, data.model, data.test, data.history, opts)
+    loaded = plots.load_run(run, data_dir, with_test=kind in plots.NEEDS_TEST_DATA, data=data)
+    picture = plots.make_plot(kind, loaded.model, loaded.test, loaded.history, opts)
     write_png(out, picture)
-    typer.echo(f"wrote {kind} of {data.model.name} run {str(run)!r} to {out}")
+    typer.echo(f"wrote {kind} of {loaded.model.name} run {str(run)!r} to {out}")

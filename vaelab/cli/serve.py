@@ -9,6 +9,8 @@ import typer
 from . import app
 from .common import friendly
 
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
 
 @app.command()
 @friendly
@@ -17,6 +19,8 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="address to bind; anything but 127.0.0.1/localhost exposes the run"),
     port: int = typer.Option(8000, min=1, max=65535, help="TCP port"),
     data_dir: Optional[Path] = typer.Option(None, help="where mnist/ lives (else $VAELAB_DATA_DIR)"),
+    data: Optional[Path] = typer.Option(None, "--data", help="use this dataset (a built-in name or a path) "
+                                        "instead of the one recorded in config.json"),
     max_points: int = typer.Option(5000, min=2, max=100000, help="test images shown on the map"),
     threads: int = typer.Option(1, min=1, help="torch CPU threads (1 is fastest for one-image decodes)"),
 ) -> None:
@@ -31,8 +35,10 @@ def serve(
     import torch
 
     torch.set_num_threads(threads)  # more threads only add synchronisation to tiny single-row matmuls
-    web_app = create_app(run, data_dir=data_dir, max_points=max_points)
-    if host not in ("127.0.0.1", "localhost", "::1"):
+    extra_hosts = [] if host in LOOPBACK else [host]
+    web_app = create_app(run, data_dir=data_dir, max_points=max_points, data=data, allowed_hosts=extra_hosts)
+    if host not in LOOPBACK:
         typer.echo(f"warning: binding {host}: anyone who can reach this address can use the explorer", err=True)
     typer.echo(f"vaelab explorer for {run}: http://{host}:{port}/  (Ctrl+C to stop)")
-    uvicorn.run(web_app, host=host, port=port, log_level="warning")
+    # no proxy headers: the client address is the socket's, never a header a page could set
+    uvicorn.run(web_app, host=host, port=port, log_level="warning", proxy_headers=False)

@@ -125,6 +125,7 @@ def load_dataset(name: str, split: str = "train", data_dir: str | Path | None = 
         x, y, shape = _swiss_roll(split)
         is_image = False
     elif Path(name).exists():
+        name = str(Path(name).resolve())  # recorded absolute: the run works from any working directory
         x, y, is_image, names = _from_path(Path(name), size)
         file_classes = max(len(names), _count_classes(y, name))  # both splits agree, whatever each holds
         x, y = _path_split(x, y, split, seed)
@@ -176,10 +177,59 @@ def _path_split(x: np.ndarray, y: np.ndarray | None, split: str, seed: int):
 def load_from_info(info: DataInfo | dict[str, Any], split: str,
                    data_dir: str | Path | None = None) -> Dataset:
     """Reload the data a run was trained on, from the info saved in its config."""
-    if isinstance(info, dict):
-        info = DataInfo(**{**info, "shape": tuple(info["shape"]),
-                           "class_names": tuple(info.get("class_names", ()))})
+    info = info_from_dict(info)  # config.json is untrusted: every field type-checked
     return load_dataset(info.name, split, data_dir=data_dir, binarize=info.binarize, size=info.size)
+
+
+_WHERE = "config.json"
+
+
+def _bad(field: str, value: Any, rule: str) -> ValueError:
+    text = repr(value)
+    text = text if len(text) <= 60 else text[:57] + "..."
+    return ValueError(f"{_WHERE} field data.{field}={text} must be {rule}")
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def info_from_dict(info: Any) -> DataInfo:
+    """The recorded ``data`` entry of a config.json as a :class:`DataInfo`, every field type-checked."""
+    if isinstance(info, DataInfo):
+        return info
+    if not isinstance(info, dict):
+        raise ValueError(f"{_WHERE} field 'data' must be an object with the dataset's name and shape; "
+                         f"got a {type(info).__name__}")
+    fields = {f.name for f in dataclasses.fields(DataInfo)}
+    unknown = sorted(set(info) - fields)
+    if unknown:
+        raise ValueError(f"{_WHERE} field 'data' has unknown key(s) {unknown}; allowed: {sorted(fields)}")
+    for need in ("name", "shape"):
+        if need not in info:
+            raise ValueError(f"{_WHERE} field 'data' lacks {need!r}")
+    name, shape = info["name"], info["shape"]
+    if not isinstance(name, str) or not name:
+        raise _bad("name", name, "a non-empty string (a built-in dataset or a path)")
+    if not isinstance(shape, (list, tuple)) or not shape or not all(_is_int(s) and s >= 1 for s in shape):
+        raise _bad("shape", shape, "a list of integers >= 1")
+    n_classes = info.get("n_classes", 0)
+    if not _is_int(n_classes) or n_classes < 0:
+        raise _bad("n_classes", n_classes, "an integer >= 0")
+    is_image = info.get("is_image", True)
+    if not isinstance(is_image, bool):
+        raise _bad("is_image", is_image, "true or false")
+    binarize = info.get("binarize", "none")
+    if not isinstance(binarize, str) or binarize not in BINARIZE:
+        raise _bad("binarize", binarize, f"one of {list(BINARIZE)}")
+    size = info.get("size")
+    if size is not None and (not _is_int(size) or size < 1):
+        raise _bad("size", size, "null or an integer >= 1")
+    names = info.get("class_names", [])
+    if not isinstance(names, (list, tuple)) or not all(isinstance(c, str) for c in names):
+        raise _bad("class_names", names, "a list of strings")
+    return DataInfo(name=name, shape=tuple(shape), n_classes=n_classes, is_image=is_image, binarize=binarize,
+                    size=size, class_names=tuple(names))
 
 
 def info_dict(info: DataInfo) -> dict[str, Any]:

@@ -11,8 +11,8 @@ Numbers are comparable only between models scored with the same feature net (sam
 cache entry; eval.json records it as ``fd_features``), never with published FID values.
 
 The trained net is cached as ``<root>/features/<dataset>-<hash>.safetensors`` plus a ``.json`` with its
-settings, where root is ``vaelab.data.find_data_dir(cache_dir)``: ``cache_dir``, else ``$VAELAB_DATA_DIR``,
-else ``~/.cache/vaelab``. The hash
+settings, where root is ``vaelab.data.find_cache_dir(cache_dir)``: ``cache_dir``, else
+``$XDG_CACHE_HOME/vaelab``, else ``~/.cache/vaelab`` (never the data directory). The hash
 covers the dataset info, a digest of the training data and the net's settings, so changed data or
 settings train a new net. Weights are read with safetensors (nothing is unpickled).
 """
@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 
 from .. import rundir
-from ..data import Dataset, find_data_dir
+from ..data import Dataset, find_cache_dir
 from ..models import LatentModel
 from .likelihood import batch_slices
 
@@ -120,7 +120,7 @@ def feature_net(train: Dataset, cache_dir: str | Path | None = None,
         raise ValueError(f"FD_vaelab needs labelled data to train its feature classifier; "
                          f"data {train.info.name!r} has no labels")
     name, settings = _key(train, cfg)
-    folder = find_data_dir(cache_dir) / "features"
+    folder = find_cache_dir(cache_dir) / "features"
     weights, meta = folder / f"{name}.safetensors", folder / f"{name}.json"
     net = FeatureNet(train.info.dim, train.info.n_classes, cfg.hidden)
     if weights.exists() and meta.exists():

@@ -46,10 +46,19 @@ def fit(model: LatentModel, train: Dataset, val: Dataset | None = None,
     model.to(device)
     run = Path(run_dir) if run_dir is not None else None
     out = run if rank == 0 else None  # where to write: rank 0 only
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        if not resume and (out / rundir.METRICS).exists():
-            (out / rundir.METRICS).unlink()
+    if out is None:
+        return _fit(model, train, val, objective, cfg, run, out, resume, extra_config, callbacks,
+                    device, rank, world)
+    with rundir.writing(out):  # one writer at a time (RUN/.lock)
+        rundir.recover(out)    # finish or undo a commit a crash interrupted
+        return _fit(model, train, val, objective, cfg, run, out, resume, extra_config, callbacks,
+                    device, rank, world)
+
+
+def _fit(model: LatentModel, train: Dataset, val: Dataset | None, objective: ObjectiveConfig,
+         cfg: TrainConfig, run: Path | None, out: Path | None, resume: bool,
+         extra_config: dict[str, Any] | None, callbacks: list[cbs.Callback] | None,
+         device: torch.device, rank: int, world: int) -> list[Row]:
     meta = {"data": info_dict(train.info), "train": to_dict(cfg), "objective": to_dict(objective),
             **({"world_size": world} if world > 1 else {}), **(extra_config or {})}
     monitor = _monitor(cfg, model, val)
@@ -79,9 +88,8 @@ def fit(model: LatentModel, train: Dataset, val: Dataset | None = None,
         stop = cbs.run_all(calls, row, model)
         bar.set_postfix({k: f"{row[k]:.2f}" for k in ("loss", "val_elbo") if k in row})
         history.append(row)
-        checkpoint.log_row(out, row)
-        if out is not None:
-            checkpoint.save(out, model, meta, t, gen, epoch + 1)
+        if out is not None:  # the row, the weights and the trainer state: one commit
+            checkpoint.commit(out, model, meta, history, epoch + 1, t, gen)
         if not distributed.all_agree(not stop, device):  # a stop on rank 0 stops every rank
             break
     bar.close()
@@ -105,9 +113,8 @@ def _fit_closed_form(model: LatentModel, train: Dataset, val: Dataset | None, ou
     model.fit_closed_form(train.x.to(device))
     row = {"epoch": 1, **{f"val_{k}": v for k, v in (score(model, val) if val else {}).items()}}
     cbs.run_all(calls, row, model)
-    checkpoint.log_row(out, row)
     if out is not None:
-        rundir.save_model(out, model, **meta)
+        checkpoint.commit(out, model, meta, [row], 1)
     return row
 
 

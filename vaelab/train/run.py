@@ -1,6 +1,9 @@
 """Train a registered model on a named dataset into a run folder (what ``vaelab train`` does)."""
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -11,7 +14,15 @@ from .. import rundir
 from ..data import Dataset, load_dataset, load_from_info, split_validation
 from ..models import LatentModel, build_model, config_fields, model_class, plugins as model_plugins
 from ..objectives import ObjectiveConfig
+from . import distributed
 from .loop import TrainConfig, fit
+
+
+def _writes_files() -> bool:
+    """Rank 0 (or no torchrun): the process that locks, checks and writes the run folder."""
+    if distributed.active():
+        return distributed.is_main()
+    return int(os.environ.get("WORLD_SIZE") or 1) <= 1 or int(os.environ.get("RANK") or 0) == 0
 
 
 def model_params_for(name: str, data: Dataset, given: dict[str, Any]) -> dict[str, Any]:
@@ -32,22 +43,74 @@ def model_params_for(name: str, data: Dataset, given: dict[str, Any]) -> dict[st
     return params
 
 
+def _plain(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))  # tuples -> lists, as config.json holds them
+
+
+def resume_conflicts(saved: dict[str, Any], model_options: dict[str, Any],
+                     data_options: dict[str, Any] | None = None) -> list[str]:
+    """The options given now (not None) that contradict a saved run's config.json: model options against
+    its model_config, data options (name, binarize, size) against its data; as 'option: given X, run has Y'."""
+    out = []
+    saved_model = saved.get("model_config") or {}
+    for k, v in model_options.items():
+        if v is not None and k in saved_model and _plain(v) != _plain(saved_model[k]):
+            out.append(f"{k}: given {_plain(v)!r}, the run has {saved_model[k]!r}")
+    saved_data = saved.get("data") or {}
+    for k, v in (data_options or {}).items():
+        have = saved_data.get(k)
+        if v is None or k not in saved_data or _plain(v) == _plain(have):
+            continue
+        if k == "name" and isinstance(have, str) and Path(str(v)).expanduser().resolve() == Path(have).resolve():
+            continue
+        out.append(f"{'data' if k == 'name' else k}: given {_plain(v)!r}, the run has {have!r}")
+    return out
+
+
 def train_run(model: str, data: str, out: str | Path | None, model_options: dict[str, Any],
               train_cfg: TrainConfig = TrainConfig(), objective: ObjectiveConfig = ObjectiveConfig(),
               data_dir: str | Path | None = None, binarize: str = "none", size: int | None = None,
               val_fraction: float = 0.1, resume: bool = False,
-              plugins: Sequence[str] = ()) -> tuple[LatentModel, list[dict[str, Any]]]:
+              plugins: Sequence[str] = (),
+              overwrite: bool | None = None) -> tuple[LatentModel, list[dict[str, Any]]]:
     """Load data, build (or resume) the model, train it; returns the model and per-epoch metrics.
+
+    An ``out`` that already holds a run: with ``overwrite=False`` (what ``vaelab train`` passes without
+    --overwrite) it is refused unless ``resume`` (continue it: model options given must agree with it);
+    ``overwrite=True`` removes vaelab's own files in it first; ``None`` (the default, for callers such as
+    ``vaelab demo`` that re-create their runs) trains over it, replacing its files at the first commit.
+    The folder is locked while training (a second writer is refused).
 
     ``plugins``: modules to import first (models from outside vaelab); config.json records the ones
     the model needs under "plugins", so ``vaelab.load`` can import them again."""
     model_plugins.load_plugins(plugins)
+    if resume and overwrite:
+        raise ValueError("--resume and --overwrite contradict each other: pass one of them")
+    writer = out is not None and _writes_files()
+    with rundir.writing(out) if writer else contextlib.nullcontext():
+        return _train_run(model, data, out, model_options, train_cfg, objective, data_dir, binarize, size,
+                          val_fraction, resume, overwrite, writer)
+
+
+def _train_run(model: str, data: str, out: str | Path | None, model_options: dict[str, Any],
+               train_cfg: TrainConfig, objective: ObjectiveConfig, data_dir: str | Path | None,
+               binarize: str, size: int | None, val_fraction: float, resume: bool,
+               overwrite: bool | None, writer: bool) -> tuple[LatentModel, list[dict[str, Any]]]:
+    if writer and not resume and overwrite is not None and rundir.holds_run(out):
+        if not overwrite:
+            raise ValueError(f"{str(out)!r} already holds a trained run; pass --resume to continue it "
+                             "or --overwrite to replace it")
+        rundir.clear_run(out)
     if resume:
         if out is None:
             raise ValueError("--resume needs --out RUN (the run folder to continue)")
         saved = rundir.read_config(out)
         if saved["model"] != model:
             raise ValueError(f"cannot resume run {str(out)!r}: it holds model {saved['model']!r}, not {model!r}")
+        conflicts = resume_conflicts(saved, model_options)
+        if conflicts:
+            raise ValueError(f"cannot resume run {str(out)!r} with other model options: {'; '.join(conflicts)} "
+                             "(leave them out to continue it as it is)")
         full = load_from_info(saved["data"], "train", data_dir)
         net = rundir.load(out)
     else:

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from .. import rundir
 from . import grids as viz
-from ..data import Dataset, for_evaluation, load_from_info
+from ..data import Dataset, for_evaluation, load_recorded
 from ..models import LatentModel, posterior_means
 
 Picture = Union[np.ndarray, Figure]
@@ -48,13 +48,17 @@ class RunData:
     history: list[dict[str, Any]]
 
 
-def load_run(run: str | Path, data_dir: str | Path | None = None, with_test: bool = True) -> RunData:
-    """A run folder's model (on the automatic device), config, test split (when asked) and metrics rows."""
+def load_run(run: str | Path, data_dir: str | Path | None = None, with_test: bool = True,
+             data: str | Path | None = None) -> RunData:
+    """A run folder's model (on the automatic device), config, test split (when asked) and metrics rows.
+
+    The test split is reloaded from config.json through the confinement rule (a recorded path only
+    inside the run folder or the data roots; ``data`` overrides it: ``vaelab.data.resolve_recorded``)."""
     from ..device import pick_device
 
     model = rundir.load(run, pick_device())
     cfg = rundir.read_config(run)
-    test = for_evaluation(load_from_info(cfg["data"], "test", data_dir)) if with_test else None
+    test = for_evaluation(load_recorded(cfg.get("data"), "test", run, data_dir, data)) if with_test else None
     return RunData(model, cfg, test, rundir.read_metrics(run))
 
 

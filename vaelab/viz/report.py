@@ -74,10 +74,11 @@ def run_metrics(run: str | Path) -> tuple[dict[str, Any], str]:
 
 
 def summarize_run(run: str | Path, data_dir: str | Path | None = None, name: str | None = None,
-                  kinds: tuple[str, ...] = REPORT_KINDS, opts: plots.PlotOptions = plots.PlotOptions()
-                  ) -> RunSummary:
-    """Read a run folder and draw its report pictures (a kind that does not apply keeps its reason)."""
-    data = plots.load_run(run, data_dir, with_test=any(k in plots.NEEDS_TEST_DATA for k in kinds))
+                  kinds: tuple[str, ...] = REPORT_KINDS, opts: plots.PlotOptions = plots.PlotOptions(),
+                  data_path: str | Path | None = None) -> RunSummary:
+    """Read a run folder and draw its report pictures (a kind that does not apply keeps its reason);
+    ``data_path`` overrides the data recorded in config.json (``plots.load_run``)."""
+    data = plots.load_run(run, data_dir, with_test=any(k in plots.NEEDS_TEST_DATA for k in kinds), data=data_path)
     metrics, source = run_metrics(run)
     pictures: dict[str, Any] = {}
     for kind in kinds:

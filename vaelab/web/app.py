@@ -74,6 +74,54 @@ class BodyLimit:
         return await self.app(scope, replay, send)
 
 
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
+
+
+def _host_name(value: str) -> str:
+    """'localhost:8000' -> 'localhost', '[::1]:8000' -> '::1', 'Example.COM.' -> 'example.com'."""
+    value = value.strip().lower()
+    if value.startswith("["):  # [v6]:port
+        end = value.find("]")
+        return value[1:end] if end > 0 else value
+    if value.count(":") == 1:
+        value = value.split(":", 1)[0]
+    return value.rstrip(".")
+
+
+class HostOriginCheck:
+    """ASGI middleware against DNS rebinding and cross-site requests: the Host header must name an allowed
+    host (loopback by default, any port), and a request carrying an Origin of another host is refused (403)
+    on the API and on every state-changing method."""
+
+    def __init__(self, app: Any, allowed_hosts: list[str] | tuple[str, ...] = ()) -> None:
+        self.app = app
+        self.allowed = {_host_name(h) for h in (*LOOPBACK_HOSTS, *allowed_hosts) if h}
+        self.any_host = "*" in allowed_hosts
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = dict(scope["headers"])
+        host = _host_name(headers.get(b"host", b"").decode("latin-1"))
+        client = scope.get("client") or ("",)
+        in_process = client[0] == "testclient" and host == "testserver"  # starlette's TestClient, no socket
+        allowed = self.any_host or host in self.allowed or in_process
+        if not allowed:
+            shown = host or "(none)"
+            return await _error(f"Host {shown!r} is not allowed; allowed: {sorted(self.allowed)} "
+                                "(vaelab serve --host H allows H)", 403)(scope, receive, send)
+        origin = headers.get(b"origin")
+        guarded = scope["method"] not in SAFE_METHODS or scope["path"].startswith("/api/")
+        if origin is not None and guarded:
+            text = origin.decode("latin-1").strip()
+            netloc = text.split("://", 1)[1] if "://" in text else ""
+            if not netloc or _host_name(netloc) != host:
+                return await _error(f"cross-origin request from {text[:80]!r} refused: the explorer only "
+                                    "answers its own page", 403)(scope, receive, send)
+        return await self.app(scope, receive, send)
+
+
 def _loc(loc: tuple) -> str:
     parts = [str(p) for p in loc if p != "body"]
     text = ""
@@ -111,15 +159,21 @@ def validation_message(path: str, errors: list[dict[str, Any]]) -> str:
 
 
 def create_app(run_dir: str | Path, data_dir: str | Path | None = None, max_points: int = 5000,
-               max_body: int | None = None, explorer: Explorer | None = None) -> FastAPI:
-    """Load the run, encode its test set (at most ``max_points`` images) and return the ASGI app."""
-    ex = explorer or Explorer(run_dir, data_dir=data_dir, max_points=max_points)
+               max_body: int | None = None, explorer: Explorer | None = None, data: str | Path | None = None,
+               allowed_hosts: list[str] | tuple[str, ...] = ()) -> FastAPI:
+    """Load the run, encode its test set (at most ``max_points`` images) and return the ASGI app.
+
+    ``data`` overrides the dataset recorded in config.json (recorded paths are confined, see
+    ``vaelab.data.resolve_recorded``); ``allowed_hosts`` adds Host header names to the loopback ones
+    ("*": any)."""
+    ex = explorer or Explorer(run_dir, data_dir=data_dir, max_points=max_points, data=data)
     limit = max_body or max(65536, 32 * ex.pixel_count + 4096)
     assets = {route: ((STATIC / name).read_bytes(), kind) for route, (name, kind) in ASSETS.items()}
     info = ex.info()
     app = FastAPI(title=f"vaelab explorer: {ex.name}", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.explorer = ex
     app.add_middleware(BodyLimit, max_bytes=limit)
+    app.add_middleware(HostOriginCheck, allowed_hosts=tuple(allowed_hosts))  # added last: runs first
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -18,7 +18,7 @@ import torch
 from torch import Tensor
 
 from .. import rundir
-from ..data import for_evaluation, load_from_info
+from ..data import for_evaluation, load_recorded
 from ..models import posterior_means
 from ..viz.grids import lerp, slerp
 
@@ -29,7 +29,7 @@ class Explorer:
     """A trained run ready to be explored: the model, the first ``max_points`` test images, their means."""
 
     def __init__(self, run_dir: str | Path, data_dir: str | Path | None = None, max_points: int = 5000,
-                 device: str | torch.device = "cpu") -> None:
+                 device: str | torch.device = "cpu", data: str | Path | None = None) -> None:
         if max_points < 2:
             raise ValueError(f"max_points={max_points} must be >= 2")
         self.run = Path(run_dir)
@@ -40,7 +40,8 @@ class Explorer:
         if not isinstance(data_info, dict):
             raise ValueError(f"run {str(self.run)!r} has no 'data' entry in config.json: it cannot be explored "
                              "(save it with vaelab train or rundir.save_model(..., data=info_dict(info)))")
-        test = for_evaluation(load_from_info(data_info, "test", data_dir))
+        # config.json is untrusted: only paths inside the run folder / data roots, or the user's --data
+        test = for_evaluation(load_recorded(data_info, "test", self.run, data_dir, data))
         n = min(len(test), max_points)
         self.x = test.x[:n]                                            # (N, *shape) float32, on cpu
         self.y = None if test.y is None else test.y[:n]                # (N,) int64
