@@ -259,3 +259,23 @@ def test_train_run_refuses_only_when_asked(tmp_path):
         train_run("pca", "digits", tmp_path, {"latent_dim": 2}, cfg, overwrite=False)
     train_run("pca", "digits", tmp_path, {"latent_dim": 2}, cfg, overwrite=True)
     assert vaelab.load(tmp_path).latent_dim == 2 and rundir.read_manifest(tmp_path)["epoch"] == 1
+
+
+def test_a_torn_last_metrics_line_is_dropped_and_a_bad_middle_line_named(tmp_path):
+    from vaelab import rundir
+
+    (tmp_path / rundir.METRICS).write_text('{"epoch": 1, "loss": 2.0}\n{"epoch": 2, "lo')
+    assert rundir.read_metrics(tmp_path) == [{"epoch": 1, "loss": 2.0}]
+    (tmp_path / rundir.METRICS).write_text('{"epoch": 1, "lo\n{"epoch": 2, "loss": 1.0}\n')
+    with pytest.raises(ValueError, match=r"metrics.jsonl' line 1 is not JSON"):
+        rundir.read_metrics(tmp_path)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_an_unavailable_device_is_a_clear_error():
+    from vaelab.device import pick_device
+
+    with pytest.raises(ValueError, match="CUDA is not available on this machine"):
+        pick_device("cuda")
+    with pytest.raises(ValueError, match="is not a torch device"):
+        pick_device("gpu0")

@@ -189,10 +189,28 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
         text = _read_committed(run, METRICS, lambda p: p.read_text())
     except FileNotFoundError:
         return []
-    rows = [json.loads(line) for line in text.splitlines() if line.strip()]
+    rows = _parse_rows(text, run / METRICS)
     manifest = read_manifest(run)
     if manifest is not None:
         rows = [r for r in rows if not isinstance(r, dict) or int(r.get("epoch", 0)) <= manifest["epoch"]]
+    return rows
+
+
+def _parse_rows(text: str, path: Path) -> list[dict[str, Any]]:
+    """JSON rows, one per line. A torn LAST line (a crash mid-append in an older run) is dropped; a bad
+    line before it, or a row that is not an object, is an error naming the file and the line."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    rows = []
+    for i, line in enumerate(lines):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as e:
+            if i == len(lines) - 1:
+                break
+            raise ValueError(f"{str(path)!r} line {i + 1} is not JSON ({e}); the metrics file is corrupted") from None
+        if not isinstance(row, dict):
+            raise ValueError(f"{str(path)!r} line {i + 1} is not a JSON object; the metrics file is corrupted")
+        rows.append(row)
     return rows
 
 
