@@ -91,6 +91,26 @@ def quiet_env() -> dict[str, str]:
     return {"NO_COLOR": "1", "TERM": "dumb"}
 
 
+CLI_ENV = {"NO_COLOR": "1", "TERM": "dumb", "COLUMNS": "200"}
+
+
+def cli(*args, env: dict[str, str] | None = None):
+    """Run ``vaelab ARGS`` in-process (typer's CliRunner) with a quiet, wide terminal."""
+    from typer.testing import CliRunner
+
+    from vaelab.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args], env={**CLI_ENV, **(env or {})})
+
+
+def assert_cli_error(r, *needles: str) -> None:
+    """One ``error:`` line, exit code 2, no traceback, and every needle in the output."""
+    assert r.exit_code == 2, (r.exit_code, r.output)
+    assert "error: " in r.output and "Traceback" not in r.output, r.output
+    for needle in needles:
+        assert needle in r.output, (needle, r.output)
+
+
 @pytest.fixture(scope="session")
 def digits() -> tuple[Dataset, Dataset]:
     """(train, test) splits of the embedded 8x8 digits, x in [0, 1], shape (N, 1, 8, 8)."""

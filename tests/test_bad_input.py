@@ -14,25 +14,13 @@ import torch
 from typer.testing import CliRunner
 
 import vaelab
+from conftest import CLI_ENV, assert_cli_error, cli
 from vaelab import rundir
-from vaelab.cli import app
 from vaelab.models import REGISTRY, build_model, config_fields
 from vaelab.models.vae import VariationalAE
 from vaelab.train import TrainConfig, TrainingDiverged, fit
 
-ENV = {"NO_COLOR": "1", "TERM": "dumb", "COLUMNS": "200"}
-
-
-def cli(*args, env: dict[str, str] | None = None):
-    r = CliRunner().invoke(app, [str(a) for a in args], env={**ENV, **(env or {})})
-    return r
-
-
-def assert_cli_error(r, *needles: str) -> None:
-    assert r.exit_code == 2, (r.exit_code, r.output)
-    assert "error: " in r.output and "Traceback" not in r.output, r.output
-    for needle in needles:
-        assert needle in r.output, (needle, r.output)
+ENV = CLI_ENV
 
 
 @pytest.fixture
@@ -305,7 +293,7 @@ def test_random_config_values_never_traceback(fuzz_run, where, key, value):
     else:
         cfg[where][key.draw(st.sampled_from(sorted(cfg[where]) + ["unknown"]))] = value
     (run / "config.json").write_text(json.dumps(cfg))
-    r = CliRunner().invoke(app, ["sample", str(run), "-n", "4", "--out", str(run / "s.png")], env=ENV)
+    r = cli("sample", run, "-n", "4", "--out", run / "s.png")
     assert r.exception is None or isinstance(r.exception, SystemExit), repr(r.exception)
     assert r.exit_code in (0, 2), (r.exit_code, r.output)
     assert "Traceback" not in r.output

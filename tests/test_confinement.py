@@ -9,27 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import contract_params
-from typer.testing import CliRunner
+from conftest import assert_cli_error, cli, contract_params
 
 from vaelab import rundir
-from vaelab.cli import app
 from vaelab.data import DATA_DIR_ENV, info_dict, load_dataset, load_from_info, resolve_recorded
 from vaelab.models import build_model
 
-ENV = {"NO_COLOR": "1", "TERM": "dumb", "COLUMNS": "200"}
 OUTSIDE = "refers to data at"
-
-
-def cli(*args, env=None):
-    return CliRunner().invoke(app, [str(a) for a in args], env={**ENV, **(env or {})})
-
-
-def assert_cli_error(r, *needles: str) -> None:
-    assert r.exit_code == 2, (r.exit_code, r.output)
-    assert "error: " in r.output and "Traceback" not in r.output, r.output
-    for needle in needles:
-        assert needle in r.output, (needle, r.output)
 
 
 @pytest.fixture(scope="module")

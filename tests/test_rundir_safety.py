@@ -19,28 +19,16 @@ from pathlib import Path
 
 import pytest
 import torch
-from typer.testing import CliRunner
 
 import vaelab
+from conftest import CLI_ENV, assert_cli_error, cli
 from vaelab import rundir
-from vaelab.cli import app
 from vaelab.models import build_model
 from vaelab.train import TrainConfig, TrainingDiverged, fit
 from vaelab.train.checkpoint import check_trainer_state
 
-ENV = {"NO_COLOR": "1", "TERM": "dumb", "COLUMNS": "200"}
+ENV = CLI_ENV
 AE = ["train", "--data", "digits", "--model", "ae", "--hidden", "16", "--no-progress", "--device", "cpu"]
-
-
-def cli(*args, env=None):
-    return CliRunner().invoke(app, [str(a) for a in args], env={**ENV, **(env or {})})
-
-
-def assert_cli_error(r, *needles: str) -> None:
-    assert r.exit_code == 2, (r.exit_code, r.output)
-    assert "error: " in r.output and "Traceback" not in r.output, r.output
-    for needle in needles:
-        assert needle in r.output, (needle, r.output)
 
 
 def weights(run: Path) -> dict[str, torch.Tensor]:
