@@ -40,9 +40,14 @@ _STAGED = re.compile(r"^\.epoch-(\d+)\.(.+)$")   # .epoch-N.<name>: a file of ep
 
 
 # -- writing files ------------------------------------------------------------------------------------
+def json_text(data: Any) -> str:
+    """Strict JSON text (NaN/Inf -> null), indented, with a final newline."""
+    return json.dumps(finite_or_none(data), indent=2, allow_nan=False) + "\n"
+
+
 def write_json(path: str | Path, data: Any) -> Path:
     """Strict JSON (NaN/Inf -> null), indented, written atomically."""
-    return atomic_write(path, json.dumps(finite_or_none(data), indent=2, allow_nan=False) + "\n")
+    return atomic_write(path, json_text(data))
 
 
 def encode_png(picture: Any) -> bytes:
@@ -83,20 +88,9 @@ def display_metrics(run_dir: str | Path) -> dict[str, Any]:
             return {"source": EVAL, "values": finite_or_none(data)}
         except (ValueError, OSError) as e:  # JSONDecodeError is a ValueError
             warnings.append(f"{EVAL} is not valid JSON ({e}); showing {METRICS} instead")
-    rows, bad = [], 0
-    lines = (run / METRICS).read_text().splitlines() if (run / METRICS).is_file() else []
-    for line in filter(str.strip, lines):
-        try:
-            row = json.loads(line)
-        except ValueError:
-            bad += 1
-            continue
-        if isinstance(row, dict):
-            rows.append(row)
-        else:
-            bad += 1
+    rows, bad = _json_rows((run / METRICS).read_text() if (run / METRICS).is_file() else "")
     if bad:
-        warnings.append(f"skipped {bad} unreadable line(s) of {METRICS}")
+        warnings.append(f"skipped {len(bad)} unreadable line(s) of {METRICS}")
     out: dict[str, Any] = {"source": METRICS, "values": finite_or_none(rows[-1]) if rows else {}}
     if warnings:
         out["warning"] = "; ".join(warnings)
@@ -112,16 +106,25 @@ def _version() -> str:
     return __version__
 
 
+def _config_of(model: LatentModel, extra: dict[str, Any]) -> dict[str, Any]:
+    """config.json's content: vaelab version, model name, constructor arguments, then ``extra``."""
+    return {"vaelab_version": _version(), "model": model.name, "model_config": to_dict(model.config), **extra}
+
+
+def _weights_writer(model: LatentModel) -> Callable[[Path], None]:
+    """Writes the model's weights (a CPU copy taken now) as safetensors to the path it is given."""
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    return lambda p: save_file(state, str(p))
+
+
 def save_model(run_dir: str | Path, model: LatentModel, **extra: Any) -> Path:
     """Write config.json (model name + constructor args + ``extra``) and the weights, atomically."""
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
     (run / MANIFEST).unlink(missing_ok=True)  # a plain save: no epoch commit describes these files any more
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     with atomic_path(run / WEIGHTS) as tmp:
-        save_file(state, str(tmp))
-    write_json(run / CONFIG, {"vaelab_version": _version(), "model": model.name,
-                             "model_config": to_dict(model.config), **extra})
+        _weights_writer(model)(tmp)
+    write_json(run / CONFIG, _config_of(model, extra))
     return run
 
 
@@ -189,29 +192,40 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
         text = _read_committed(run, METRICS, lambda p: p.read_text())
     except FileNotFoundError:
         return []
-    rows = _parse_rows(text, run / METRICS)
+    rows, bad = _json_rows(text)
+    lines = text.splitlines()
+    last = max((i for i, line in enumerate(lines) if line.strip()), default=-1)
+    for i in bad:
+        try:
+            json.loads(lines[i])
+        except ValueError as e:
+            if i == last:  # a torn LAST line (a crash mid-append in an older run) is dropped
+                continue
+            raise ValueError(f"{str(run / METRICS)!r} line {i + 1} is not JSON ({e}); "
+                             "the metrics file is corrupted") from None
+        raise ValueError(f"{str(run / METRICS)!r} line {i + 1} is not a JSON object; the metrics file is corrupted")
     manifest = read_manifest(run)
     if manifest is not None:
         rows = [r for r in rows if not isinstance(r, dict) or int(r.get("epoch", 0)) <= manifest["epoch"]]
     return rows
 
 
-def _parse_rows(text: str, path: Path) -> list[dict[str, Any]]:
-    """JSON rows, one per line. A torn LAST line (a crash mid-append in an older run) is dropped; a bad
-    line before it, or a row that is not an object, is an error naming the file and the line."""
-    lines = [line for line in text.splitlines() if line.strip()]
-    rows = []
-    for i, line in enumerate(lines):
+def _json_rows(text: str) -> tuple[list[dict[str, Any]], list[int]]:
+    """The JSON objects of a JSON-lines text, and the (0-based) indices of the non-blank lines that are not
+    one (unparsable, or not an object)."""
+    rows, bad = [], []
+    for i, line in enumerate(text.splitlines()):
+        if not line.strip():
+            continue
         try:
             row = json.loads(line)
-        except json.JSONDecodeError as e:
-            if i == len(lines) - 1:
-                break
-            raise ValueError(f"{str(path)!r} line {i + 1} is not JSON ({e}); the metrics file is corrupted") from None
-        if not isinstance(row, dict):
-            raise ValueError(f"{str(path)!r} line {i + 1} is not a JSON object; the metrics file is corrupted")
-        rows.append(row)
-    return rows
+        except ValueError:  # JSONDecodeError is a ValueError
+            row = None
+        if isinstance(row, dict):
+            rows.append(row)
+        else:
+            bad.append(i)
+    return rows, bad
 
 
 def save_best(run_dir: str | Path, model: LatentModel, name: str = "model_best.safetensors") -> Path:
@@ -219,7 +233,7 @@ def save_best(run_dir: str | Path, model: LatentModel, name: str = "model_best.s
     model.safetensors (same config.json)."""
     path = Path(run_dir) / name
     with atomic_path(path) as tmp:
-        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
+        _weights_writer(model)(tmp)
     return path
 
 
@@ -277,11 +291,6 @@ def _digest(path: Path) -> dict[str, Any]:
     return {"sha256": h.hexdigest(), "size": path.stat().st_size}
 
 
-def _weights_writer(model: LatentModel) -> Callable[[Path], None]:
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    return lambda p: save_file(state, str(p))
-
-
 def commit_epoch(run_dir: str | Path, epoch: int, model: LatentModel, config: dict[str, Any],
                  rows: list[dict[str, Any]], trainer: dict[str, Any] | None = None,
                  hook: Callable[[], None] = lambda: None) -> None:
@@ -290,10 +299,10 @@ def commit_epoch(run_dir: str | Path, epoch: int, model: LatentModel, config: di
     ``hook`` is called before each file operation (a test kills the process there)."""
     run = Path(run_dir)
     run.mkdir(parents=True, exist_ok=True)
-    cfg = {"vaelab_version": _version(), "model": model.name, "model_config": to_dict(model.config), **config}
+    cfg = _config_of(model, config)
     text = "".join(json.dumps(finite_or_none(r), allow_nan=False) + "\n" for r in rows)
     writers: dict[str, Callable[[Path], None]] = {
-        CONFIG: lambda p: p.write_text(json.dumps(finite_or_none(cfg), indent=2, allow_nan=False) + "\n"),
+        CONFIG: lambda p: p.write_text(json_text(cfg)),
         WEIGHTS: _weights_writer(model),
         **({TRAINER: lambda p: torch.save(trainer, p)} if trainer is not None else {}),
         METRICS: lambda p: p.write_text(text),
