@@ -19,14 +19,13 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import rundir
 from .data import DataInfo, Dataset, check_binarize, check_finite, info_dict
-from .config import from_dict
-from .models import REGISTRY, LatentModel, build_model, model_class, plugins
+from .config import field_default, from_dict
+from .models import DATA_FIELDS, REGISTRY, LatentModel, build_model, model_class, plugins
 from .objectives import ObjectiveConfig
 from .train.loop import TrainConfig, fit, score
 
 __all__ = ["AE", "CVAE", "Estimator", "PCA", "VAE", "estimator"]
 
-FROM_DATA = frozenset({"input_shape", "n_classes"})  # model fields the data sets, never parameters
 API_DEFAULTS = {"epochs": 20}                       # estimator defaults that differ from TrainConfig's
 
 
@@ -36,14 +35,6 @@ def _as_tensor(X: Any, what: str = "X") -> torch.Tensor:
         raise ValueError(f"{what} has shape {tuple(x.shape)}; allowed: (n, features), (n, H, W) or (n, C, H, W)")
     check_finite(x, what)
     return x[:, None] if x.dim() == 3 else x
-
-
-def _default(f: dataclasses.Field) -> Any:
-    if f.default is not dataclasses.MISSING:
-        return f.default
-    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-        return f.default_factory()  # type: ignore[misc]
-    return inspect.Parameter.empty
 
 
 def parameters(model_name: str) -> list[tuple[str, str, str, Any]]:
@@ -64,14 +55,14 @@ def parameters(model_name: str) -> list[tuple[str, str, str, Any]]:
     if caps.trainable:
         later |= {f.name for f in dataclasses.fields(TrainConfig)} | {"verbose"}
     for f in dataclasses.fields(cls.Config):
-        if f.name not in FROM_DATA:
+        if f.name not in DATA_FIELDS:
             name = f"model_{f.name}" if f.name in later else f.name
-            out.append((name, "model", f.name, _default(f)))
+            out.append((name, "model", f.name, field_default(f, inspect.Parameter.empty)))
             taken.add(name)
     if objective:
         for f in dataclasses.fields(ObjectiveConfig):
             name = "objective" if f.name == "kind" else f.name
-            out.append((name, "objective", f.name, _default(f)))
+            out.append((name, "objective", f.name, field_default(f, inspect.Parameter.empty)))
             taken.add(name)
         out.append(("binarize", "data", "binarize", "none"))
         taken.add("binarize")
@@ -80,7 +71,7 @@ def parameters(model_name: str) -> list[tuple[str, str, str, Any]]:
             if f.name == "progress":
                 continue
             name = f"train_{f.name}" if f.name in taken else f.name
-            out.append((name, "train", f.name, API_DEFAULTS.get(f.name, _default(f))))
+            out.append((name, "train", f.name, API_DEFAULTS.get(f.name, field_default(f, inspect.Parameter.empty))))
         out.append(("verbose", "train", "progress", False))
     return out
 

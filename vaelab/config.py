@@ -20,6 +20,15 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(cfg)))
 
 
+def field_default(f: dataclasses.Field, missing: Any = None) -> Any:
+    """A dataclass field's default (its factory called), or ``missing`` for a required field."""
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+        return f.default_factory()  # type: ignore[misc]
+    return missing
+
+
 _NONE = type(None)
 
 

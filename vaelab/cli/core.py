@@ -11,8 +11,8 @@ import torch
 import typer
 
 from .. import rundir
-from ..config import field_help, from_dict
-from ..models import REGISTRY, load_plugins, model_class
+from ..config import field_default, field_help, from_dict
+from ..models import DATA_FIELDS, REGISTRY, load_plugins, model_class
 from ..train import distributed
 from ..viz import grids as viz
 from ..data import for_evaluation, load_recorded
@@ -25,7 +25,6 @@ from .io import write_png
 
 
 # -- vaelab train: options generated from the config dataclasses ------------------------------------------
-FROM_DATA = frozenset({"input_shape", "n_classes"})  # model fields the data sets, never options
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,14 +57,6 @@ def _fixed_options() -> list[tuple[str, Any, Any]]:
     ]
 
 
-def _default(f: dataclasses.Field) -> Any:
-    if f.default is not dataclasses.MISSING:
-        return f.default
-    if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
-        return f.default_factory()  # type: ignore[misc]
-    return None
-
-
 def _most_common(texts: list[str]) -> str:
     texts = [t for t in texts if t]
     return max(texts, key=texts.count) if texts else ""
@@ -94,7 +85,7 @@ def train_options() -> tuple[list[inspect.Parameter], list[Generated]]:
     for model_name, cls in REGISTRY.items():
         hints, helps = typing.get_type_hints(cls.Config), field_help(cls.Config)
         for f in dataclasses.fields(cls.Config):
-            if f.name not in FROM_DATA:
+            if f.name not in DATA_FIELDS:
                 by_field.setdefault(f.name, []).append((model_name, hints[f.name], helps.get(f.name, "")))
     config_names = {f.name for c in (ObjectiveConfig, TrainConfig) for f in dataclasses.fields(c)} | {"objective"}
     for field, entries in by_field.items():
@@ -125,7 +116,7 @@ def train_options() -> tuple[list[inspect.Parameter], list[Generated]]:
                 continue
             if name in taken:
                 name = f"{source}_{name}"
-            tp, default = option_type([hints[f.name]]), _default(f)
+            tp, default = option_type([hints[f.name]]), field_default(f)
             if not isinstance(default, SCALARS):
                 default, tp = None, Optional[tp]  # text: the config's default when unset
             elif default is None:
@@ -250,7 +241,8 @@ def reconstruct(
     out: Path = typer.Option(Path("recon.png")),
     n: int = typer.Option(16, "-n", help="test images to show"),
     data_dir: Optional[Path] = typer.Option(None, help="where mnist/ lives (else $VAELAB_DATA_DIR)"),
-    data: Optional[Path] = typer.Option(None, "--data", help="use this dataset instead of the one recorded in config.json"),
+    data: Optional[Path] = typer.Option(None, "--data",
+                                        help="use this dataset instead of the one recorded in config.json"),
 ) -> None:
     """Test images (top row) and their reconstructions (bottom row)."""
     if n < 1:

@@ -1,8 +1,8 @@
 """Every model registers itself here on import (plugins: vaelab.models.plugins)."""
-from .base import (REGISTRY, Capabilities, LatentModel, build_model, check_shape, config_fields, model_class,
+from .base import (DATA_FIELDS, REGISTRY, Capabilities, LatentModel, build_model, check_shape, config_fields, model_class,
                    posterior_means, register)
 from . import ae, hvae, pca, vae  # noqa: F401  (registration side effect)
 from .plugins import load_plugins
 
-__all__ = ["REGISTRY", "Capabilities", "LatentModel", "build_model", "check_shape", "config_fields",
+__all__ = ["DATA_FIELDS", "REGISTRY", "Capabilities", "LatentModel", "build_model", "check_shape", "config_fields",
            "load_plugins", "model_class", "posterior_means", "register"]

@@ -20,6 +20,7 @@ from ..config import from_dict
 from ..distributions import groups_rate, kl_per_dim, rsample, standard_normal
 
 REGISTRY: dict[str, type["LatentModel"]] = {}
+DATA_FIELDS = frozenset({"input_shape", "n_classes"})  # config fields the data sets: never user options
 
 
 def register(name: str, config_cls: type):

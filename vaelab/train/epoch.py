@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -29,10 +29,10 @@ class Trainer:
     steps_per_epoch: int
     skipped: int = 0        # non-finite steps so far (the rows report this running count)
     bad_in_a_row: int = 0   # consecutive non-finite steps (reset by a good one)
+    params: list[nn.Parameter] = field(init=False)  # the trained parameters (listed once, not every step)
 
-    @property
-    def params(self) -> list[nn.Parameter]:
-        return [p for p in self.objective.model.parameters() if p.requires_grad]
+    def __post_init__(self) -> None:
+        self.params = [p for p in self.objective.model.parameters() if p.requires_grad]
 
 
 def steps_per_epoch(n: int, batch_size: int, world: int) -> int:

@@ -8,6 +8,7 @@ and counted, too many in a row abort with a clear message, leaving the last good
 """
 from __future__ import annotations
 
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -46,11 +47,9 @@ def fit(model: LatentModel, train: Dataset, val: Dataset | None = None,
     model.to(device)
     run = Path(run_dir) if run_dir is not None else None
     out = run if rank == 0 else None  # where to write: rank 0 only
-    if out is None:
-        return _fit(model, train, val, objective, cfg, run, out, resume, extra_config, callbacks,
-                    device, rank, world)
-    with rundir.writing(out):  # one writer at a time (RUN/.lock)
-        rundir.recover(out)    # finish or undo a commit a crash interrupted
+    with rundir.writing(out) if out is not None else nullcontext():  # one writer at a time (RUN/.lock)
+        if out is not None:
+            rundir.recover(out)  # finish or undo a commit a crash interrupted
         return _fit(model, train, val, objective, cfg, run, out, resume, extra_config, callbacks,
                     device, rank, world)
 

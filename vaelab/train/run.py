@@ -12,7 +12,7 @@ import torch
 
 from .. import rundir
 from ..data import Dataset, load_dataset, load_from_info, split_validation
-from ..models import LatentModel, build_model, config_fields, model_class, plugins as model_plugins
+from ..models import DATA_FIELDS, LatentModel, build_model, config_fields, model_class, plugins as model_plugins
 from ..objectives import ObjectiveConfig
 from . import distributed
 from .loop import TrainConfig, fit
@@ -33,7 +33,7 @@ def model_params_for(name: str, data: Dataset, given: dict[str, Any]) -> dict[st
     unknown = sorted(k for k, v in given.items() if v is not None and k not in fields)
     if unknown:
         raise ValueError(f"option(s) {unknown} do not apply to model {name!r}; "
-                         f"it takes: {sorted(fields - {'input_shape', 'n_classes'})}")
+                         f"it takes: {sorted(fields - DATA_FIELDS)}")
     params = {k: v for k, v in given.items() if v is not None}
     params["input_shape"] = data.info.shape
     if model_class(name).conditional:
