@@ -7,6 +7,16 @@ from pathlib import Path
 DATA_DIR_ENV = "VAELAB_DATA_DIR"
 
 
+def _given(value: str | os.PathLike[str] | None) -> Path | None:
+    """A folder named by an argument, ``~`` expanded; None when unset or empty."""
+    return Path(value).expanduser() if value is not None and str(value) != "" else None
+
+
+def _env_data_dir() -> Path | None:
+    """``$VAELAB_DATA_DIR`` (blank: unset)."""
+    return _given(os.environ.get(DATA_DIR_ENV, "").strip())
+
+
 def find_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
     """Return the vaelab data directory (MNIST lives in ``<dir>/mnist/``; cached feature nets live in
     :func:`find_cache_dir`).
@@ -14,12 +24,13 @@ def find_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
     Order: the ``data_dir`` argument, else ``$VAELAB_DATA_DIR``, else ``~/.cache/vaelab``.  ``~`` is
     expanded; the directory is not created.
     """
-    if data_dir is not None and str(data_dir) != "":
-        return Path(data_dir).expanduser()
-    env = os.environ.get(DATA_DIR_ENV, "").strip()
-    if env:
-        return Path(env).expanduser()
-    return Path.home() / ".cache" / "vaelab"
+    return _given(data_dir) or _env_data_dir() or Path.home() / ".cache" / "vaelab"
+
+
+def data_roots(data_dir: str | os.PathLike[str] | None = None) -> list[Path]:
+    """The configured data roots a run's recorded paths may point into: ``data_dir`` (--data-dir) and
+    ``$VAELAB_DATA_DIR``, where set."""
+    return [root for root in (_given(data_dir), _env_data_dir()) if root is not None]
 
 
 CACHE_ENV = "XDG_CACHE_HOME"
@@ -31,8 +42,9 @@ def find_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
     Order: the ``cache_dir`` argument (--cache-dir), else ``$XDG_CACHE_HOME/vaelab``, else
     ``~/.cache/vaelab``; never the data directory (a read-only or shared data root stays untouched).
     ``~`` is expanded; the directory is not created."""
-    if cache_dir is not None and str(cache_dir) != "":
-        return Path(cache_dir).expanduser()
+    given = _given(cache_dir)
+    if given is not None:
+        return given
     xdg = os.environ.get(CACHE_ENV, "").strip()
     if xdg and Path(xdg).expanduser().is_absolute():  # the XDG spec: relative values are ignored
         return Path(xdg).expanduser() / "vaelab"

@@ -13,18 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from .datasets import BUILTIN, DataInfo, Dataset, info_from_dict, load_dataset
-from .paths import DATA_DIR_ENV
-
-
-def data_roots(data_dir: str | os.PathLike[str] | None = None) -> list[Path]:
-    """The configured data roots: ``data_dir`` (--data-dir) and ``$VAELAB_DATA_DIR``, where set."""
-    roots = []
-    if data_dir is not None and str(data_dir) != "":
-        roots.append(Path(data_dir).expanduser())
-    env = os.environ.get(DATA_DIR_ENV, "").strip()
-    if env:
-        roots.append(Path(env).expanduser())
-    return roots
+from .paths import data_roots
 
 
 def _inside(path: Path, root: Path) -> bool:
