@@ -77,12 +77,16 @@ def latent_scatter(z: np.ndarray, y: np.ndarray | None = None, title: str = "",
 
 
 # -- latent-space geometry: codes to decode (pure tensor functions) ------------------------------------
-def gaussian_lattice(n: int) -> torch.Tensor:
-    """Kingma & Welling's manifold axis: z = Phi^-1(u) for u = (i + 0.5) / n, i = 0..n-1: (n,)."""
+def lattice_levels(n: int) -> torch.Tensor:
+    """The manifold axis' probability levels u = (i + 0.5) / n, i = 0..n-1: (n,) float64."""
     if n < 2:
         raise ValueError(f"n={n} must be >= 2 points per side")
-    u = (torch.arange(n, dtype=torch.float64) + 0.5) / n
-    return torch.special.ndtri(u).float()
+    return (torch.arange(n, dtype=torch.float64) + 0.5) / n
+
+
+def gaussian_lattice(n: int) -> torch.Tensor:
+    """Kingma & Welling's manifold axis: z = Phi^-1(u) at ``lattice_levels(n)``: (n,)."""
+    return torch.special.ndtri(lattice_levels(n)).float()
 
 
 def lattice_codes(xs: torch.Tensor, ys: torch.Tensor, dims: tuple[int, int], base: torch.Tensor) -> torch.Tensor:

@@ -164,15 +164,14 @@ def plot_manifold(model: LatentModel, test: Dataset, history: list, opts: PlotOp
     n = min(opts.n or 15, 40)
     if n < 2:
         raise ValueError(f"n={n} must be >= 2 points per side for a manifold")
-    if model.capabilities.likelihood and model.capabilities.standard_prior:
-        xs = ys = viz.gaussian_lattice(n)
-        base = torch.zeros(d)
-        how = "prior quantiles z = Phi^-1(u)" + ("" if d == 2 else ", other dims 0")
-    elif model.capabilities.likelihood:  # the model's own prior: the same levels u, its marginal quantiles
-        q = prior_quantiles(model, torch.cat([(torch.arange(n, dtype=torch.float64) + 0.5) / n,
-                                              torch.tensor([0.5], dtype=torch.float64)]), opts.seed)
-        xs, ys, base = q[:n, i], q[:n, j], q[n]
-        how = f"quantiles of {PRIOR_DRAWS} prior draws" + ("" if d == 2 else ", other dims at their median")
+    if model.capabilities.likelihood:  # the prior's marginal quantiles at the lattice levels (and the median)
+        q = prior_quantiles(model, torch.cat([viz.lattice_levels(n), torch.tensor([0.5], dtype=torch.float64)]),
+                            opts.seed)
+        xs, ys, base = q[:n, i], q[:n, j], q[n]                      # N(0, I): Phi^-1(u), other dims 0
+        if model.capabilities.standard_prior:
+            how = "prior quantiles z = Phi^-1(u)" + ("" if d == 2 else ", other dims 0")
+        else:
+            how = f"quantiles of {PRIOR_DRAWS} prior draws" + ("" if d == 2 else ", other dims at their median")
     else:
         codes = posterior_means(model, test.x, test.y)
         lo, hi = torch.quantile(codes, 0.01, dim=0), torch.quantile(codes, 0.99, dim=0)
