@@ -19,9 +19,8 @@ from ..fileio import finite_or_none
 from ..models import LatentModel
 from .features import fd_vaelab
 from .latents import ACTIVE_THRESHOLD, active_units, posterior_stats, probe_accuracy
-from .likelihood import (LOG_2PI, ROWS, _fast_path, _log_px, _run_parallel, batch_log_weights,  # noqa: F401
-                         batch_slices, default_sizes, default_workers, example_noise, fast_path, iwae_curve,
-                         log_likelihood)
+from .likelihood import (batch_log_weights, batch_slices, default_sizes, default_workers,  # noqa: F401
+                         example_noise, fast_path, iwae_curve, log_likelihood)  # (re-exported)
 
 __all__ = ["evaluate", "fast_path", "default_sizes", "example_noise", "batch_log_weights", "batch_slices",
            "default_workers", "log_likelihood", "iwae_curve", "posterior_stats", "active_units",

@@ -60,7 +60,7 @@ def chunk_generator(seed: int, first: int, offset: int) -> torch.Generator:
     return torch.Generator().manual_seed((seed * 1_000_003 + first * 7919 + offset) % (2 ** 63))
 
 
-def _fast_path(model: LatentModel, q: Distribution) -> tuple[Tensor, Tensor]:
+def _gaussian_params(model: LatentModel, q: Distribution) -> tuple[Tensor, Tensor]:
     """(mu, std) (B, d) of the diagonal Gaussian q(z|x) that a fast-path model declares it returns."""
     base = q.base_dist if isinstance(q, Independent) else None
     if isinstance(base, Normal) and q.reinterpreted_batch_ndims == 1 and base.loc.dim() == 2:
@@ -93,7 +93,7 @@ def batch_log_weights(model: LatentModel, x: Tensor, y: Tensor | None, index: Te
             c = min(chunk, k - j)
             yield model.log_weights(x, cond, c, generator=chunk_generator(seed, first, j)).transpose(0, 1)
         return
-    mu, std = _fast_path(model, model.encode(x, cond))                       # (B, d)
+    mu, std = _gaussian_params(model, model.encode(x, cond))                       # (B, d)
     b, d = mu.shape
     noise = example_noise(index, k, d, seed).to(mu.device, mu.dtype)          # (B, k, d)
     log_det = std.log().sum(-1, keepdim=True) + 0.5 * d * LOG_2PI            # (B, 1)
