@@ -113,7 +113,7 @@ def test_web_api_on_the_plugin_run(cli, run):
     from fastapi.testclient import TestClient
     from vaelab.web import create_app
 
-    client = TestClient(create_app(run, max_points=100))
+    client = TestClient(create_app(run, max_points=100), base_url="http://127.0.0.1")
     info = client.get("/api/info").json()
     assert info["model"] == NAME and info["latent_dim"] == 2 and info["input_shape"] == [1, 8, 8]
     out = client.post("/api/sample", json={"n": 3, "temperature": 1.0}).json()

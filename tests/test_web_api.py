@@ -23,6 +23,7 @@ from vaelab.models import build_model  # noqa: E402
 from vaelab.web import create_app  # noqa: E402
 
 # the shared trained runs plus two random-init ones: d = 5 (PCA map) and d = 1 (a line)
+LOCAL = "http://127.0.0.1"  # the explorer answers loopback Host headers only
 EXTRA = {"vae-d5": ("vae", 5), "ae-d1": ("ae", 1)}
 NAMES = list(DIGITS_RUNS) + list(EXTRA)
 
@@ -40,7 +41,7 @@ def runs(digits_runs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory)
 
 @pytest.fixture(scope="module")
 def clients(runs: dict[str, Path]) -> dict[str, TestClient]:
-    return {key: TestClient(create_app(path)) for key, path in runs.items()}
+    return {key: TestClient(create_app(path), base_url=LOCAL) for key, path in runs.items()}
 
 
 @pytest.fixture(scope="module")
@@ -201,12 +202,12 @@ def test_slerp_bends_the_path(clients) -> None:
 def test_metrics_prefer_eval_json(runs, tmp_path: Path) -> None:
     run = shutil.copytree(runs["vae"], tmp_path / "vae")
     (run / "eval.json").write_text(json.dumps({"nll": 31.5, "broken": float("nan")}))  # NaN as Python writes it
-    info = TestClient(create_app(run)).get("/api/info").json()
+    info = TestClient(create_app(run), base_url=LOCAL).get("/api/info").json()
     assert info["metrics"] == {"source": "eval.json", "values": {"nll": 31.5, "broken": None}}
 
 
 def test_map_is_capped(runs) -> None:
-    client = TestClient(create_app(runs["ae"], max_points=50))
+    client = TestClient(create_app(runs["ae"], max_points=50), base_url=LOCAL)
     assert len(client.get("/api/info").json()["map"]["points"]) == 50
     r = client.post("/api/encode", json={"index": 50})
     assert r.status_code == 422 and "0..49" in r.json()["error"]
@@ -341,13 +342,13 @@ def guarded_app(runs: dict[str, Path]):
     return create_app(runs["ae"], max_points=50)
 
 
-@pytest.mark.parametrize("base", ["http://127.0.0.1", "http://localhost:8000", "http://[::1]:9999",
-                                  "http://testserver"])
+@pytest.mark.parametrize("base", ["http://127.0.0.1", "http://localhost:8000", "http://[::1]:9999"])
 def test_loopback_hosts_allowed(guarded_app, base):
     assert TestClient(guarded_app, base_url=base).get("/api/info").status_code == 200
 
 
-@pytest.mark.parametrize("base", ["http://evil.example", "http://evil.example:8000", "http://192.168.1.5:8000"])
+@pytest.mark.parametrize("base", ["http://evil.example", "http://evil.example:8000", "http://192.168.1.5:8000",
+                                  "http://testserver"])  # no exemption for the in-process test client's host
 def test_foreign_host_refused(guarded_app, base):
     client = TestClient(guarded_app, base_url=base)
     for r in (client.get("/"), client.get("/api/info"), client.post("/api/sample", json={"n": 1})):
