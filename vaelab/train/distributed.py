@@ -37,8 +37,11 @@ def active() -> bool:
 
 
 def is_main() -> bool:
-    """True on rank 0 (or when not distributed): the process that prints and writes files."""
-    return not active() or dist.get_rank() == 0
+    """True on rank 0 (or when not distributed): the process that prints and writes files. Before the
+    process group exists (e.g. checking the run folder under torchrun), torchrun's RANK says it."""
+    if active():
+        return dist.get_rank() == 0
+    return int(os.environ.get("WORLD_SIZE") or 1) <= 1 or int(os.environ.get("RANK") or 0) == 0
 
 
 def setup(device: torch.device) -> tuple[torch.device, int, int]:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -16,13 +15,6 @@ from ..models import DATA_FIELDS, LatentModel, build_model, config_fields, model
 from ..objectives import ObjectiveConfig
 from . import distributed
 from .loop import TrainConfig, fit
-
-
-def _writes_files() -> bool:
-    """Rank 0 (or no torchrun): the process that locks, checks and writes the run folder."""
-    if distributed.active():
-        return distributed.is_main()
-    return int(os.environ.get("WORLD_SIZE") or 1) <= 1 or int(os.environ.get("RANK") or 0) == 0
 
 
 def model_params_for(name: str, data: Dataset, given: dict[str, Any]) -> dict[str, Any]:
@@ -86,7 +78,7 @@ def train_run(model: str, data: str, out: str | Path | None, model_options: dict
     model_plugins.load_plugins(plugins)
     if resume and overwrite:
         raise ValueError("--resume and --overwrite contradict each other: pass one of them")
-    writer = out is not None and _writes_files()
+    writer = out is not None and distributed.is_main()
     with rundir.writing(out) if writer else contextlib.nullcontext():
         return _train_run(model, data, out, model_options, train_cfg, objective, data_dir, binarize, size,
                           val_fraction, resume, overwrite, writer)
