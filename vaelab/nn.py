@@ -60,14 +60,23 @@ class Encoder(nn.Module):
         return self.head(h)
 
 
+def out_shape(shape: tuple[int, ...], out_mult: int) -> tuple[int, ...]:
+    """The decoder's output shape: ``out_mult`` parameters per value of the first (channel) axis."""
+    return (shape[0] * out_mult, *shape[1:])
+
+
 class Decoder(nn.Module):
-    """z (B, d) [+ condition (B, K)] -> (B, *shape) unconstrained outputs (logits or means)."""
+    """z (B, d) [+ condition (B, K)] -> (B, out_mult * C, *rest) unconstrained outputs (logits, means, mixture params).
+
+    ``out_mult`` is how many numbers the likelihood needs per data value (1 for Bernoulli/Gaussian).
+    """
 
     def __init__(self, shape: tuple[int, ...], hidden: tuple[int, ...], in_dim: int,
-                 arch: str = "mlp", act: str = "relu", n_cond: int = 0) -> None:
+                 arch: str = "mlp", act: str = "relu", n_cond: int = 0, out_mult: int = 1) -> None:
         super().__init__()
         if arch not in ARCHS:
             raise ValueError(f"arch={arch!r} is not known; allowed: {list(ARCHS)}")
+        shape = out_shape(shape, out_mult)
         self.shape = shape
         self.arch = arch
         if arch == "conv":
