@@ -58,12 +58,13 @@ def eval_run(
     if iw_samples < 1:
         raise ValueError(f"--iw-samples {iw_samples} must be >= 1")
     cfg = rundir.read_config(run)
+    source = rundir.checkpoint_id(run)  # the weights scored, named in eval.json
     model = rundir.load(run, pick_device(device))
     test = load_recorded(cfg.get("data"), "test", run, data_dir, data)
     train = load_recorded(cfg.get("data"), "train", run, data_dir, data) if test.y is not None else None
     result = evaluate(model, test, train, iw_samples, batch_size=batch_size, chunk=chunk, seed=seed,
                       max_examples=max_examples, curve=parse_ints(curve_ks, "--curve-ks") if curve else None,
                       fd=fd, cache_dir=cache_dir, workers=workers, progress=progress)
-    rundir.write_json(Path(run) / EVAL_JSON, result)
+    rundir.write_eval(run, result, source)
     typer.echo(format_table(result))
     typer.echo(f"wrote {Path(run) / EVAL_JSON}")

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from ..rundir import write_png
+from ..rundir import write_picture
 from ..viz import plots
 from . import app
 from .common import friendly
@@ -46,5 +46,5 @@ def plot(
     opts = plots.PlotOptions(dims=parse_dims(dims), n=n, temperature=temperature, seed=seed, label=label)
     loaded = plots.load_run(run, data_dir, with_test=kind in plots.NEEDS_TEST_DATA, data=data)
     picture = plots.make_plot(kind, loaded.model, loaded.test, loaded.history, opts)
-    write_png(out, picture)
+    write_picture(out, picture, run)  # the PNG names the weights it shows
     typer.echo(f"wrote {kind} of {loaded.model.name} run {str(run)!r} to {out}")
