@@ -92,10 +92,22 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
             raise ValueError(f"{str(run / METRICS)!r} line {i + 1} is not JSON ({e}); "
                              "the metrics file is corrupted") from None
         raise ValueError(f"{str(run / METRICS)!r} line {i + 1} is not a JSON object; the metrics file is corrupted")
+    for n, row in enumerate(rows, 1):
+        _check_row(row, f"{str(run / METRICS)!r} row {n}")
     manifest = read_manifest(run)
     if manifest is not None:
-        rows = [r for r in rows if not isinstance(r, dict) or int(r.get("epoch", 0)) <= manifest["epoch"]]
+        rows = [r for r in rows if r["epoch"] <= manifest["epoch"]]
     return rows
+
+
+def _check_row(row: dict[str, Any], where: str) -> None:
+    """A metrics row: an integer epoch >= 1 and numbers (or null) for every value."""
+    epoch = row.get("epoch")
+    if not isinstance(epoch, int) or isinstance(epoch, bool) or epoch < 1:
+        raise ValueError(f"{where} has epoch={epoch!r}; expected an integer >= 1 (the metrics file is corrupted)")
+    for key, value in row.items():
+        if value is not None and (not isinstance(value, (int, float)) or isinstance(value, bool)):
+            raise ValueError(f"{where} has {key}={value!r}; expected a number or null (the metrics file is corrupted)")
 
 
 def json_rows(text: str) -> tuple[list[dict[str, Any]], list[int]]:
