@@ -376,3 +376,28 @@ def typer_app_for(cmd):
     t = typer.Typer()
     t.command()(cmd)
     return t
+
+
+# -- sizes a file may ask for: refused before anything is allocated ------------------------------------------
+@pytest.mark.parametrize("y,needle", [
+    (np.arange(40 * 3).reshape(40, 3) % 2, "shape (40, 3)"),
+    (np.r_[np.zeros(39, int), 10 ** 6], "label 1000000"),
+])
+def test_cli_rejects_labels_that_are_not_class_ids(tmp_path, y, needle):
+    x = np.random.default_rng(0).random((40, 8, 8)).astype(np.float32)
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    r = cli("train", "--model", "cvae", "--data", tmp_path / "d.npz", "--epochs", "1", "--no-progress",
+            "--out", tmp_path / "run")
+    assert_cli_error(r, "d.npz", needle)
+
+
+@pytest.mark.parametrize("field,value,needle", [
+    ("input_shape", [1, 100000, 100000], "too large"),
+    ("hidden", [10 ** 9], "1..65536"),
+    ("n_classes", 10 ** 6, "0..10000"),
+])
+def test_config_json_cannot_ask_for_huge_tensors(vae_copy, tmp_path, field, value, needle):
+    cfg = json.loads((vae_copy / rundir.CONFIG).read_text())
+    cfg["model_config"][field] = value
+    (vae_copy / rundir.CONFIG).write_text(json.dumps(cfg))
+    assert_cli_error(cli("plot", vae_copy, "--kind", "samples", "--out", tmp_path / "s.png"), "config.json", needle)

@@ -38,7 +38,11 @@ def load(run_dir: str | Path, device: str | torch.device = "cpu") -> LatentModel
     """Rebuild the model saved in ``run_dir`` (in eval mode)."""
     cfg = read_config(run_dir)
     cls = model_class(cfg["model"])
-    model = cls(from_dict(cls.Config, cfg["model_config"]))
+    try:
+        model = cls(from_dict(cls.Config, cfg["model_config"]))
+    except (TypeError, ValueError) as e:
+        where = str(committed(Path(run_dir), CONFIG))
+        raise ValueError(str(e) if where in str(e) else f"{where!r}: {e}") from None
     path = Path(run_dir) / WEIGHTS
     try:
         state = read_committed(Path(run_dir), WEIGHTS, lambda p: load_file(str(p)))
