@@ -57,6 +57,11 @@ MODEL_KWARGS: dict[str, dict[str, Any]] = {
     "vae": {"hidden": (32,)},
     "cvae": {"hidden": (32,)},
     "hvae": {"latent_dims": (4, 2), "hidden": ((32,),)},
+    "vamp": {"hidden": (32,), "n_pseudo": 10},
+    "iaf": {"hidden": (32,), "flow_hidden": (16,), "context_dim": 8},
+    "iaf-cvae": {"hidden": (32,), "flow_hidden": (16,), "context_dim": 8},
+    "vqvae": {"arch": "mlp", "hidden": (32,), "n_codes": 2, "code_dim": 2, "codebook_size": 8,
+              "prior_channels": 8, "prior_layers": 2},
 }
 
 # Settings of the shared trained runs: (model options, epochs)

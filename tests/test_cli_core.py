@@ -1,8 +1,14 @@
-"""Smoke runs of the core CLI commands (train, sample, reconstruct, demo, --help, --resume) in-process."""
+"""Smoke runs of the core CLI commands (train, sample, reconstruct, demo, --help, --version, --resume) in-process;
+the lazy command table; one line per epoch without a bar; "did you mean"; serve on a busy port."""
 from __future__ import annotations
 
+import inspect
 import json
+import re
 import shutil
+import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,8 +16,9 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
+import vaelab
 from vaelab import rundir
-from vaelab.cli import app
+from vaelab.cli import COMMANDS, app, load_command
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 ENV = {"NO_COLOR": "1", "TERM": "dumb", "COLUMNS": "200"}
@@ -34,16 +41,55 @@ def assert_png(path: Path) -> tuple[int, int]:
 
 
 def command_names() -> list[str]:
-    return sorted((c.name or c.callback.__name__).replace("_", "-") for c in app.registered_commands)
+    return sorted(COMMANDS)
 
 
 def test_help_lists_every_command():
     r = invoke("--help")
     assert r.exit_code == 0, r.output
     names = command_names()
-    assert {"train", "sample", "reconstruct", "demo"} <= set(names)
+    assert {"train", "sample", "reconstruct", "demo", "plot", "report", "serve", "eval"} <= set(names)
     for name in names:
         assert name in r.output, f"{name} missing from --help"
+
+
+@pytest.mark.parametrize("name", command_names())
+def test_command_table_matches_the_real_commands(name):
+    """--help lists COMMANDS without importing the modules: each entry is the real command's first paragraph."""
+    real = load_command(name)
+    assert real.name == name
+    first = inspect.cleandoc(real.help or "").split("\n\n")[0]
+    assert " ".join(first.split()) == COMMANDS[name][1]
+    registered = {(c.name or c.callback.__name__).replace("_", "-") for c in app.registered_commands}
+    assert registered <= set(COMMANDS), registered - set(COMMANDS)  # no command missing from the table
+
+
+def test_version():
+    r = invoke("--version")
+    assert r.exit_code == 0 and r.output.strip() == f"vaelab {vaelab.__version__}"
+
+
+@pytest.mark.parametrize("args", [["--help"], ["--version"], ["trian"]])
+def test_help_version_and_unknown_commands_do_not_import_torch(args):
+    code = ("import sys; sys.argv = ['vaelab', *sys.argv[1:]]\nfrom vaelab.cli import main\ntry:\n    main()\n"
+            "except SystemExit as e:\n    code = e.code\nprint('TORCH' if 'torch' in sys.modules else 'NO-TORCH', code)")
+    proc = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=120,
+                          env={"PATH": "/usr/bin:/bin", "NO_COLOR": "1", "TERM": "dumb", "COLUMNS": "200"})
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last.split()[0] == "NO-TORCH", proc.stdout + proc.stderr
+    if args == ["trian"]:
+        assert last.split()[1] == "2" and "Did you mean 'train'?" in proc.stderr, proc.stderr
+
+
+def test_mistyped_names_get_a_suggestion(tmp_path):
+    r = invoke("train", "--model", "vea", "--epochs", "1", "--no-progress", "--out", tmp_path / "run")
+    assert r.exit_code == 2 and "model='vea' is not known" in r.output and "(did you mean 'vae'?)" in r.output
+    r = invoke("train", "--data", "digts", "--epochs", "1", "--no-progress", "--out", tmp_path / "run")
+    assert r.exit_code == 2 and "(did you mean 'digits'?)" in r.output, r.output
+    r = invoke("train", "--likelihood", "bernouli", "--epochs", "1", "--no-progress", "--out", tmp_path / "run")
+    assert r.exit_code == 2 and "(did you mean 'bernoulli'?)" in r.output, r.output
+    r = invoke("trian")
+    assert r.exit_code == 2 and "Did you mean 'train'?" in r.output, r.output
 
 
 @pytest.mark.parametrize("name", command_names())
@@ -76,6 +122,44 @@ def test_train_writes_a_run_folder(tmp_path, model, extra):
     assert rundir.load(run).name == model
 
 
+EPOCH_LINE = re.compile(r"^epoch (\d+)/(\d+)  train elbo (\S+) kl (\S+)  val elbo (\S+) kl (\S+)  (\d+) examples/s$")
+
+
+def test_no_progress_prints_one_line_per_epoch(tmp_path):
+    run = tmp_path / "vae"
+    r = invoke("train", "--model", "vae", *FAST, "--epochs", "3", "--hidden", "16", "--out", run)
+    assert r.exit_code == 0, r.output
+    lines = [m for m in map(EPOCH_LINE.match, r.output.splitlines()) if m]
+    assert [(int(m[1]), int(m[2])) for m in lines] == [(1, 3), (2, 3), (3, 3)], r.output
+    for m, row in zip(lines, rundir.read_metrics(run)):  # the printed numbers are the metrics rows
+        assert float(m[3]) == pytest.approx(row["elbo"], rel=1e-3) and float(m[4]) == pytest.approx(row["kl"], rel=1e-3)
+        assert float(m[5]) == pytest.approx(row["val_elbo"], rel=1e-3)
+        assert float(m[6]) == pytest.approx(row["val_kl"], rel=1e-3)
+        assert int(m[7]) == round(row["examples_per_s"])
+
+
+def test_the_progress_bar_names_the_epoch(digits, capsys):
+    from vaelab.models import build_model
+    from vaelab.train import TrainConfig, fit
+
+    train, _ = digits
+    model = build_model("vae", input_shape=(1, 8, 8), latent_dim=2, hidden=(8,))
+    fit(model, train.subset(torch.arange(256)), cfg=TrainConfig(epochs=2, batch_size=128, progress=True, device="cpu"))
+    err = capsys.readouterr().err
+    assert "vae epoch 1/2" in err and "vae epoch 2/2" in err, err
+
+
+def test_serve_on_a_busy_port_says_so_before_any_url(digits_runs):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = invoke("serve", digits_runs["vae"], "--port", port)
+    assert r.exit_code == 2, r.output
+    assert f"error: port {port} on 127.0.0.1 is in use" in r.output
+    assert "http://" not in r.output and "Traceback" not in r.output
+
+
 def test_sample_writes_a_png_grid(digits_runs, tmp_path):
     out = tmp_path / "s.png"
     r = invoke("sample", digits_runs["vae"], "-n", "9", "--out", out, "--temperature", "0.7")
@@ -102,12 +186,16 @@ def test_sample_label_needs_a_conditional_model(digits_runs, tmp_path):
 
 
 @pytest.mark.parametrize("model", ["pca", "ae", "vae", "cvae"])
-def test_reconstruct_writes_two_rows(digits_runs, tmp_path, model):
-    out = tmp_path / "r.png"
+def test_reconstruct_is_plot_kind_recon(digits_runs, tmp_path, model):
+    """`reconstruct` is the short form of `plot --kind recon`: the same picture, pixel for pixel."""
+    out, same = tmp_path / "r.png", tmp_path / "p.png"
     r = invoke("reconstruct", digits_runs[model], "-n", "5", "--out", out)
     assert r.exit_code == 0, r.output
     w, h = assert_png(out)
-    assert (w, h) == (2 * (5 * 9 + 1), 2 * (2 * 9 + 1))
+    assert w > h                                                       # a strip: 5 originals over 5 reconstructions
+    assert invoke("plot", digits_runs[model], "--kind", "recon", "-n", "5", "--out", same).exit_code == 0
+    with Image.open(out) as a, Image.open(same) as b:
+        assert a.tobytes() == b.tobytes()
 
 
 def test_demo_writes_metrics_and_pictures(tmp_path):

@@ -84,8 +84,8 @@ def test_chunked_threaded_nll_equals_unchunked(bvae, binary_digits):
 def test_ppca_importance_sampling_equals_exact(digits):
     train, test = digits
     pca = build_model("pca", input_shape=(1, 8, 8), latent_dim=8).fit_closed_form(train.x)
-    out = evaluate(pca, test, None, iw_samples=5)
-    assert out["nll_method"] == "exact"
+    out = evaluate(pca, test, None, iw_samples=5, dequantize=False)  # the density itself, not a bound
+    assert out["nll_method"] == "exact" and out["scale"] == "density" and out["nll_se"] == 0
     assert out["nll"] == out["nll_exact"]
     assert abs(out["nll_iw"] - out["nll_exact"]) < 1e-3 * max(1.0, abs(out["nll_exact"]))
     ll, _ = log_likelihood(pca, test.x, k=5)
@@ -141,7 +141,8 @@ def test_feature_net_cache_is_reused(digits, tmp_path):
 
 KEYS = {"model", "dataset", "n_examples", "iw_samples", "elbo", "recon", "kl", "nll", "nll_exact",
         "nll_method", "bits_per_dim", "recon_mse", "active_units", "kl_per_dim", "probe_accuracy",
-        "frechet_distance", "seconds"}
+        "frechet_distance", "seconds", "scale", "levels", "dequantized", "nll_se", "ess", "ess_min", "kl_estimated",
+        "kl_se"}
 
 
 def test_cli_eval_writes_eval_json(digits_runs, tmp_path, feature_cache):
@@ -154,7 +155,7 @@ def test_cli_eval_writes_eval_json(digits_runs, tmp_path, feature_cache):
     assert out["model"] == "vae" and out["n_examples"] == 360 and out["iw_samples"] == 20
     assert out["elbo"] <= -out["nll"] and abs(out["elbo"] - (out["recon"] - out["kl"])) < 1e-6
     assert out["nll_exact"] is None and out["frechet_distance"] > 0 and 0.1 < out["probe_accuracy"] <= 1
-    assert out["bits_per_dim"] == pytest.approx(out["nll"] / (64 * np.log(2)))
+    assert out["scale"] == "cross-entropy" and out["bits_per_dim"] is None  # Bernoulli on grey levels: no bits
     assert "nll" in res.output and "eval.json" in res.output
 
 

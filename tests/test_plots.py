@@ -14,6 +14,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from vaelab.viz import grids as viz, plots
+from vaelab.viz.grids import min_font_px
 from vaelab.cli import app
 from vaelab.rundir import write_png
 from vaelab.models import REGISTRY, config_fields
@@ -22,8 +23,9 @@ from vaelab.train import TrainConfig
 
 SCALE = 6            # 8x8 digits are upscaled to about 48 px (plots.upscale_for)
 CELL = 8 + 1         # one digit plus the 1-px grid padding
-# Figures of a fixed documented size (width, height) in pixels
-FIXED_SIZES = {"latent": (500, 450), "manifold": (640, 640), "curves": (1000, 320)}
+# Figures of a fixed documented size (width, height) in pixels; recon: 16 digits 50 px wide + labels
+FIXED_SIZES = {"latent": (500, 450), "manifold": (640, 640), "curves": (1000, 320), "recon": (930, 190)}
+SMALLEST_TEXT_PX = 9 * 100 / 72   # 9 pt at 100 dpi: 12.5 px, >= 10 px on a page showing it at 80 %
 VARIANTS = ("small", "wide")   # contract_params' latent size; latent_dim=3 where the model takes one
 # (model, variant) pairs that exist: hvae sets its size through latent_dims, so it has no 'wide' variant
 CASES = [(name, variant) for name in sorted(REGISTRY) for variant in VARIANTS
@@ -87,8 +89,7 @@ def test_every_kind_for_every_model(runs, kind, name, variant, tmp_path):
         assert img.size == (round(w), round(h))
         if kind in FIXED_SIZES:
             assert img.size == FIXED_SIZES[kind]
-    elif kind == "recon":
-        assert img.size == grid_px(2, 16)   # 16 originals over 16 reconstructions
+        assert min_font_px(picture) >= SMALLEST_TEXT_PX - 1e-9, "a text too small to read"
     elif kind == "samples":
         assert img.size == (grid_px(model.n_classes, 8) if model.n_classes else grid_px(8, 8))
     else:
@@ -111,7 +112,8 @@ def test_manifold_on_a_wide_latent_with_dims(runs, name, tmp_path):
 
 def test_sizes_follow_n_and_the_conditional_layout(runs):
     vae, cvae = runs["vae", "small"], runs["cvae", "small"]
-    assert plots.make_plot("recon", vae.model, vae.test, opts=plots.PlotOptions(n=5)).shape[:2] == grid_px(2, 5)[::-1]
+    recon = plots.make_plot("recon", vae.model, vae.test, opts=plots.PlotOptions(n=5))
+    assert tuple(recon.get_size_inches()) == viz.grid_figure_size(2, 5)
     assert plots.make_plot("samples", vae.model, opts=plots.PlotOptions(n=10)).shape[:2] == grid_px(3, 4)[::-1]
     # conditional: one row per class, n per row
     assert plots.make_plot("samples", cvae.model, opts=plots.PlotOptions(n=3)).shape[:2] == grid_px(10, 3)[::-1]
@@ -204,3 +206,50 @@ def test_traversal_codes_change_one_dimension_per_row():
     z = viz.traversal_codes(base, [2, 0], values).reshape(2, 4, 3)
     assert torch.equal(z[0, :, 2], values) and (z[0, :, :2] == base[:2]).all()
     assert torch.equal(z[1, :, 0], values) and (z[1, :, 1:] == base[1:]).all()
+
+
+def test_recon_rows_are_labelled_and_each_digit_is_shown_big(runs):
+    data = runs["vae", "small"]
+    fig = plots.make_plot("recon", data.model, data.test)
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["original", "reconstruction"]
+    grid_w = ax.get_images()[0].get_array().shape[1]               # 16 digits of 8 px + 17 px padding
+    shown_w = ax.get_window_extent().width                          # pixels of the PNG the grid spans
+    assert shown_w / 16 >= 40, f"each digit only {shown_w / 16:.0f} px wide"
+    assert grid_w == 16 * CELL + 1
+    # the top row is the test images themselves
+    top = ax.get_images()[0].get_array()[1:9, 1:9]
+    assert np.array_equal(np.asarray(top), (data.test.x[0, 0].numpy() * 255).round().astype(np.uint8))
+
+
+def test_a_three_class_scatter_has_a_legend_of_three_discrete_colours():
+    rng = np.random.default_rng(0)
+    z, y = rng.normal(size=(90, 2)), np.repeat([2, 0, 1], 30)
+    fig = viz.latent_scatter(z, y, "three", class_names=("setosa", "versicolor", "virginica"))
+    assert len(fig.axes) == 1, "a colour bar was drawn"
+    legend = fig.axes[0].get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["setosa", "versicolor", "virginica"]
+    colours = [tuple(h.get_color()) for h in legend.legend_handles]
+    assert len(set(colours)) == 3
+    points = fig.axes[0].collections[0].get_facecolors()[:, :3]     # (90, 3) in data order
+    for k in range(3):  # every point has its class's legend colour
+        assert np.allclose(points[y == k], np.asarray(colours[k])[:3])
+    assert min_font_px(fig) >= SMALLEST_TEXT_PX - 1e-9
+    # the same class keeps its colour when other classes are absent (as in the explorer's tab10 palette)
+    only = viz.latent_scatter(z[y == 2], y[y == 2], class_names=("a", "b", "c"))
+    assert np.allclose(only.axes[0].get_legend().legend_handles[0].get_color()[:3], colours[2][:3])
+
+
+def test_many_classes_fall_back_to_a_colour_bar():
+    rng = np.random.default_rng(0)
+    fig = viz.latent_scatter(rng.normal(size=(100, 2)), np.arange(100) % 25)
+    assert len(fig.axes) == 2 and fig.axes[0].get_legend() is None
+
+
+def test_thinned_labels_keep_both_ends():
+    assert viz.thinned(5, 11) == [0, 1, 2, 3, 4]
+    for n in (12, 15, 16, 22, 40):
+        shown = viz.thinned(n, 11)
+        assert shown[0] == 0 and shown[-1] == n - 1 and len(shown) <= 12
+        assert min(np.diff(shown)) >= 2  # no two neighbouring labels crowd each other

@@ -190,13 +190,21 @@ def test_a_diverging_run_keeps_the_metrics(digits, tmp_path):
 
 
 # -- 5. killed anywhere ------------------------------------------------------------------------------------
-# file operations of one ae commit: 4 files x (write, rename into .epoch-N.name) + checkpoint.json + 4 renames
+# file operations of one ae commit (each preceded by the test hook): 4 files x (write, rename into
+# .epoch-N.name) + checkpoint.json + 4 renames onto the final names
 OPS = 13
-KILL_AT = {  # n -> (the epoch committed when killed, where)
-    5: (None, "epoch 1, trainer.pt being written: nothing committed"),
-    OPS + 9: (1, "epoch 2, everything staged, before checkpoint.json"),
-    OPS + 11: (2, "epoch 2 committed, weights not yet renamed"),
-}
+
+
+def committed_when_killed(n: int) -> int | None:
+    """The epoch a folder holds when the process is killed at hook call ``n`` (epoch e's commit is calls
+    (e-1)*OPS+1 .. e*OPS; its checkpoint.json is written after the 9th)."""
+    epoch, op = divmod(n - 1, OPS)
+    done = epoch + (op >= 9)
+    return done or None
+
+
+# every file operation of epoch 2's commit, and the first, the checkpoint.json and the last of epoch 1's
+KILL_AT = [1, 9, 10, 13, *range(OPS + 1, 2 * OPS + 1)]
 
 
 def test_killed_at_any_file_operation_resumes_to_the_same_run(tmp_path):
@@ -216,7 +224,7 @@ def test_killed_at_any_file_operation_resumes_to_the_same_run(tmp_path):
         assert proc.returncode in (-9, 137), (n, proc.returncode, out)
         run = tmp_path / f"k{n}"
         manifest = rundir.read_manifest(run)
-        assert (manifest and manifest["epoch"]) == KILL_AT[n][0], (n, manifest)
+        assert (manifest and manifest["epoch"]) == committed_when_killed(n), (n, manifest, out)
         if manifest is None:  # killed before the first commit: no run; training anew works
             assert not rundir.holds_run(run), (n, list(run.iterdir()))
             r = cli(*AE, "--epochs", "3", "--out", run)
@@ -225,26 +233,25 @@ def test_killed_at_any_file_operation_resumes_to_the_same_run(tmp_path):
             done = [row["epoch"] for row in rundir.read_metrics(run)]
             assert done == list(range(1, manifest["epoch"] + 1)), (n, done)
             r = cli(*AE, "--epochs", "3", "--resume", "--out", run)
-        assert r.exit_code == 0, (n, KILL_AT[n], r.output)
+        assert r.exit_code == 0, (n, r.output)
         rows = rundir.read_metrics(run)
-        assert [row["epoch"] for row in rows] == [1, 2, 3], (n, KILL_AT[n])
-        assert [row["loss"] for row in rows] == [row["loss"] for row in want_rows], (n, KILL_AT[n])
+        assert [row["epoch"] for row in rows] == [1, 2, 3], n
+        assert [row["loss"] for row in rows] == [row["loss"] for row in want_rows], n
         got = weights(run)
-        assert all(torch.equal(got[k], v) for k, v in want.items()), (n, KILL_AT[n])
+        assert all(torch.equal(got[k], v) for k, v in want.items()), n
         assert not [p.name for p in run.iterdir() if p.name.startswith(".") and p.name != rundir.LOCK], n
 
 
 def test_train_run_refuses_only_when_asked(tmp_path):
-    """The Python API: overwrite=None (default; vaelab demo re-creates its runs) trains over a run,
-    False refuses like the CLI, True clears vaelab's files first."""
+    """The Python API refuses an existing run like the CLI (overwrite=False, the default); True clears
+    vaelab's files first."""
     from vaelab.train.run import train_run
 
     cfg = TrainConfig(epochs=1, progress=False, device="cpu")
-    train_run("pca", "digits", tmp_path, {"latent_dim": 2}, cfg)
     train_run("pca", "digits", tmp_path, {"latent_dim": 3}, cfg)
-    assert vaelab.load(tmp_path).latent_dim == 3
     with pytest.raises(ValueError, match="already holds a trained run"):
-        train_run("pca", "digits", tmp_path, {"latent_dim": 2}, cfg, overwrite=False)
+        train_run("pca", "digits", tmp_path, {"latent_dim": 2}, cfg)
+    assert vaelab.load(tmp_path).latent_dim == 3
     train_run("pca", "digits", tmp_path, {"latent_dim": 2}, cfg, overwrite=True)
     assert vaelab.load(tmp_path).latent_dim == 2 and rundir.read_manifest(tmp_path)["epoch"] == 1
 

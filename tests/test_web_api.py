@@ -199,11 +199,120 @@ def test_slerp_bends_the_path(clients) -> None:
     assert np.abs(np.array(lin) - np.array(sl)).max() > 1e-4
 
 
+def write_eval_json(run: Path, values: dict) -> None:
+    """eval.json as ``vaelab eval`` writes it (naming the weights it describes), NaN as Python writes it."""
+    (run / "eval.json").write_text(json.dumps({**values, "checkpoint": rundir.checkpoint_id(run)}))
+
+
 def test_metrics_prefer_eval_json(runs, tmp_path: Path) -> None:
     run = shutil.copytree(runs["vae"], tmp_path / "vae")
-    (run / "eval.json").write_text(json.dumps({"nll": 31.5, "broken": float("nan")}))  # NaN as Python writes it
+    write_eval_json(run, {"nll": 31.5, "broken": float("nan")})
     info = TestClient(create_app(run), base_url=LOCAL).get("/api/info").json()
     assert info["metrics"] == {"source": "eval.json", "values": {"nll": 31.5, "broken": None}}
+
+
+def test_metric_table_labels_every_number_with_its_split_unit_and_scale(runs, tmp_path: Path) -> None:
+    run = shutil.copytree(runs["vae"], tmp_path / "vae")
+    last = rundir.read_metrics(run)[-1]
+    table = TestClient(create_app(run), base_url=LOCAL).get("/api/info").json()["metric_table"]
+    assert [g["title"] for g in table["groups"]] == [f"last training epoch ({last['epoch']}, metrics.jsonl)"]
+    rows = {r["label"]: r for r in table["groups"][0]["rows"]}
+    val = rows["ELBO, validation"]
+    assert val["value"] == pytest.approx(last["val_elbo"]) and val["unit"] == "nats / example"
+    assert val["scale"] == "cross-entropy"  # a Bernoulli likelihood of grey digits is no normalised density
+    assert rows["ELBO, training (epoch mean)"]["value"] == pytest.approx(last["elbo"])
+    assert rows["skipped updates (non-finite loss or gradient), all epochs"]["value"] == last["skipped_steps"]
+    assert rows["KL(q(z|x) || p(z)), validation"]["scale"] is None  # a KL is not a likelihood
+    assert not [r for r in rows if "_" in r], "raw keys shown"
+    # with an eval.json: the test-set numbers in their own group, on the scale they were recorded on
+    write_eval_json(run, {"nll": 30.2, "nll_se": 0.03, "elbo": -31.0, "bits_per_dim": 0.68, "scale": "discrete",
+                          "levels": 2, "dequantized": False, "n_examples": 360, "iw_samples": 1000,
+                          "nll_method": "importance-sampling", "active_units": 2, "latent_dim": 2})
+    table = TestClient(create_app(run), base_url=LOCAL).get("/api/info").json()["metric_table"]
+    assert [g["title"][:9] for g in table["groups"]] == ["test set ", "last trai"]
+    assert "360 examples" in table["groups"][0]["title"] and "K=1000" in table["groups"][0]["title"]
+    test_rows = {r["label"]: r for r in table["groups"][0]["rows"]}
+    nll = test_rows["negative log-likelihood -log p(x)"]
+    assert nll["text"] == "30.20 ± 0.03" and nll["scale"] == "discrete, 2 levels" and "importance" in nll["note"]
+    assert test_rows["bits per dimension"]["unit"] == "bits / dim"
+    assert test_rows["active latent units (Var of the posterior mean > 0.01)"]["unit"] == "of 2"
+    assert not any("validation" in r for r in test_rows) and "ELBO, validation" in {
+        r["label"] for r in table["groups"][1]["rows"]}
+
+
+def test_metric_table_of_an_autoencoder_has_no_elbo(runs) -> None:
+    table = TestClient(create_app(runs["ae"], max_points=20), base_url=LOCAL).get("/api/info").json()["metric_table"]
+    labels = [r["label"] for g in table["groups"] for r in g["rows"]]
+    assert "reconstruction mean squared error, validation" in labels
+    assert not [x for x in labels if "ELBO" in x or "KL" in x]
+
+
+@pytest.mark.parametrize("name", ["vae", "cvae", "vae-d5"])
+def test_likelihood_is_the_seeded_importance_sampled_estimate(name: str, clients, runs, test_set) -> None:
+    from vaelab.eval.likelihood import log_likelihood_estimate
+
+    client, model = clients[name], rundir.load(runs[name])
+    k, idx = 50, 17
+    x = test_set.x[idx:idx + 1]
+    y = test_set.y[idx:idx + 1] if model.n_classes else None
+    body = {"x": x.flatten().tolist(), "k": k, **({"y": int(y[0])} if y is not None else {})}
+    out = client.post("/api/likelihood", json=body).json()
+    assert client.post("/api/likelihood", json=body).json() == out      # same seed, same estimate
+    ref = log_likelihood_estimate(model, x, y, k, seed=0, workers=1)
+    assert out["log_px"] == pytest.approx(float(ref.log_px[0]), abs=1e-4)
+    assert out["elbo"] == pytest.approx(float(ref.elbo[0]), abs=1e-4)
+    assert out["log_px"] >= out["elbo"] - 1e-9             # log-mean-exp of the weights >= their mean
+    assert 1 <= out["ess"] <= k and out["se"] > 0 and out["k"] == k and out["unit"] == "nats"
+    assert f"K={k}" in out["method"] and out["scale"]["kind"] == "cross-entropy" and out["bits_per_dim"] is None
+    other = client.post("/api/likelihood", json={**body, "seed": 1}).json()
+    assert other["log_px"] != out["log_px"] and abs(other["log_px"] - out["log_px"]) < 6 * (out["se"] + other["se"])
+
+
+def test_likelihood_of_binary_pixels_under_a_bernoulli_is_a_probability(clients) -> None:
+    """Binary data lie on a 2-level grid: a Bernoulli log p(x) is then a log-probability, <= 0."""
+    x = ([0.0] * 40 + [1.0] * 24)
+    out = clients["vae"].post("/api/likelihood", json={"x": x}).json()
+    # digits have 17 levels and {0, 1} lies on their grid, so the scale stays the data's (a cross-entropy) ...
+    assert out["scale"]["kind"] == "cross-entropy"
+    ex = explorer(clients["vae"])
+    ex.levels, saved = 2, ex.levels
+    try:  # ... and on binary data the same pixels are scored as the discrete probability they are
+        out = clients["vae"].post("/api/likelihood", json={"x": x}).json()
+    finally:
+        ex.levels = saved
+    assert out["scale"] == {"kind": "discrete", "levels": 2, "dequantized": False, "label": "discrete, 2 levels"}
+    assert out["log_px"] < 0 and out["bits_per_dim"] == pytest.approx(-out["log_px"] / (64 * np.log(2)))
+
+
+def test_likelihood_of_pca_is_exact_and_dequantized_on_the_data_grid(clients, test_set) -> None:
+    out = clients["pca"].post("/api/likelihood", json={"x": test_set.x[3].flatten().tolist()}).json()
+    assert out["method"].startswith("exact") and out["k"] is None and out["ess"] is None
+    assert out["scale"]["kind"] == "discrete" and out["scale"]["levels"] == 17 and out["scale"]["dequantized"]
+    assert out["log_px"] < 0 and out["bits_per_dim"] > 0   # a (bound on a) probability of a discrete image
+
+
+def test_encode_pixels_gives_the_reconstruction_and_interpolate_the_originals(clients, test_set) -> None:
+    client = clients["vae"]
+    out = client.post("/api/encode", json={"x": test_set.x[5].flatten().tolist()}).json()
+    decoded = client.post("/api/decode", json={"z": out["z"]}).json()
+    assert np.array_equal(png(out["reconstruction"]), png(decoded))
+    ends = client.post("/api/interpolate", json={"i": 4, "j": 9, "steps": 3}).json()["ends"]
+    assert np.array_equal(png(ends[0]), expected_png(test_set.x[4]))
+    assert np.array_equal(png(ends[1]), expected_png(test_set.x[9]))
+
+
+def test_info_says_which_prior_the_map_can_draw_and_how_the_images_sit(clients, test_set) -> None:
+    kinds = {name: clients[name].get("/api/info").json() for name in ("vae", "ae", "pca", "vae-d5")}
+    assert {n: i["prior"]["kind"] for n, i in kinds.items()} == {
+        "vae": "standard_normal", "ae": "none", "pca": "standard_normal", "vae-d5": "standard_normal"}
+    assert "39 %, 86 %, 99 %" in kinds["vae"]["prior"]["text"] and "no sigma circles" in kinds["ae"]["prior"]["text"]
+    assert kinds["ae"]["likelihood"]["available"] is False and kinds["pca"]["likelihood"]["method"].startswith("exact")
+    frame = kinds["vae"]["frame"]
+    g = test_set.x[:, 0]                                               # (N, 8, 8)
+    border = torch.cat([g[:, 0], g[:, -1], g[:, :, 0], g[:, :, -1]], 1)
+    assert frame["background"] == pytest.approx(float(border.quantile(0.5)), abs=1e-4)
+    assert frame["ink"] == pytest.approx(float(g.quantile(0.99)), abs=1e-4)
+    assert 0.5 < frame["extent"] <= 1.0 and kinds["vae"]["likelihood"]["levels"] == 17
 
 
 def test_map_is_capped(runs) -> None:
@@ -270,6 +379,16 @@ BAD = [
     ("/api/interpolate", '{"i": 0, "j": 1, "method": "cubic"}', ["method='cubic'", "'linear' or 'slerp'"]),
     ("/api/interpolate", '{"i": 0, "j": 9999}', ["j=9999", "0..359"]),
     ("/api/interpolate", '{"i": 0}', ["j is required"]),
+    ("/api/likelihood", '{"x": [0.5, 0.5]}', ["x has 2 values", "64"]),
+    ("/api/likelihood", '{"x": [[0.5]]}', ["x[0]=[0.5]", "number"]),
+    ("/api/likelihood", '{"x": [NaN]}', ["x[0]=nan", "finite"]),
+    ("/api/likelihood", '{}', ["x is required"]),
+    ("/api/likelihood", '{"x": [0.5], "k": 0}', ["k=0", "greater than or equal to 1"]),
+    ("/api/likelihood", '{"x": [0.5], "k": 100000}', ["k=100000", "5000"]),
+    ("/api/likelihood", '{"x": [0.5], "seed": -1}', ["seed=-1"]),
+    ("/api/likelihood", '{"x": [0.5], "K": 3}', ["unknown field 'K'", "allowed fields"]),
+    ("/api/likelihood", '{"x": ' + str([0.5] * 64) + ', "y": 3}', ["y=3", "not conditional"]),
+    ("/api/likelihood", '{"x": ' + str([2.0] * 64) + '}', ["[0, 1]"]),   # a Bernoulli needs pixels in [0, 1]
 ]
 # the same for the conditional model ("cvae"): class checks
 BAD_CONDITIONAL = [
@@ -282,10 +401,15 @@ BAD_CONDITIONAL = [
     ("/api/encode", '{"index": 0, "y": 1}', ["y goes with x only"]),
     ("/api/sample", '{"n": 2, "y": 99}', ["y=99", "0..9"]),
     ("/api/interpolate", '{"i": 0, "j": 1, "y": 10}', ["y=10", "0..9"]),
+    ("/api/likelihood", '{"x": ' + str([0.5] * 64) + '}', ["conditional", "pass the class y"]),
+    ("/api/likelihood", '{"x": ' + str([0.5] * 64) + ', "y": 12}', ["y=12", "0..9"]),
 ]
 
 
-@pytest.mark.parametrize("name,cases", [("vae", BAD), ("cvae", BAD_CONDITIONAL)])
+BAD_AE = [("/api/likelihood", '{"x": ' + str([0.5] * 64) + '}', ["no likelihood", "not defined"])]
+
+
+@pytest.mark.parametrize("name,cases", [("vae", BAD), ("cvae", BAD_CONDITIONAL), ("ae", BAD_AE)])
 def test_malformed_requests_get_4xx_json_and_the_server_keeps_serving(name, cases, clients) -> None:
     client = clients[name]
     for path, body, words in cases:
@@ -295,6 +419,9 @@ def test_malformed_requests_get_4xx_json_and_the_server_keeps_serving(name, case
         for word in words:
             assert word in error, (path, body, error)
     assert client.get("/api/info").status_code == 200
+    for path, body, _ in cases:  # a 422 names the problem; no input makes the server fail (500)
+        r = client.post(path, content=body, headers={"content-type": "application/json"})
+        assert r.status_code in (413, 422), (path, body, r.status_code)
     z = [0.0] * explorer(client).latent_dim
     assert client.post("/api/decode", json={"z": z, **({"y": 0} if name == "cvae" else {})}).status_code == 200
 

@@ -1,6 +1,10 @@
 """The likelihood table and the distributions the models return.
 
 Every decoder returns ``Independent(<base>, event_dims)`` so ``log_prob(x)`` is one number per example.
+Each table entry says what that number is (``Scale``): a log-probability over so many levels (discretized
+logistics; the Bernoulli on binary data), a log-density (Gaussian, Laplace, continuous Bernoulli; on data
+with levels it becomes a bound on a probability by uniform dequantization, see ``vaelab.eval.likelihood``),
+or a cross-entropy (the Bernoulli on non-binary data). Pixel likelihoods live in ``pixel_likelihoods``.
 """
 from __future__ import annotations
 
@@ -12,6 +16,8 @@ import torch
 from torch import Tensor
 from torch.distributions import Bernoulli, Distribution, Independent, Laplace, Normal, constraints, register_kl
 from torch.nn import functional as F
+
+from . import pixel_likelihoods as pixel
 
 
 class FastBernoulli(Bernoulli):
@@ -43,18 +49,47 @@ def _kl_normal_standard(q: Normal, p: StandardNormal) -> Tensor:
     return 0.5 * (q.loc.square() + q.scale.square() - 1) - q.scale.log()
 
 
+SCALES = ("discrete", "density", "bernoulli")  # what a table entry's log_prob is (``likelihood_scale``)
+
+
 @dataclass(frozen=True)
 class Likelihood:
     name: str                                        # table key
     learned_scale: bool                              # True: a per-pixel log sigma is a parameter
     needs_unit_interval: bool                        # True: data must lie in [0, 1]
     build: Callable[[Tensor, Tensor], Distribution]  # (decoder output, log scale) -> base distribution
+    scale: str = "density"                           # discrete (a pmf) | density | bernoulli (pmf on binary data)
+    levels: int | None = None                        # discrete: how many values the pmf sums over
+    params: int = 1                                  # decoder outputs per data value (per mixture component)
+    mixture: bool = False                            # True: ``params`` per component, times the components
+
+    def __post_init__(self) -> None:
+        if self.scale not in SCALES:
+            raise ValueError(f"scale={self.scale!r} is not known; allowed: {list(SCALES)}")
+        if (self.scale == "discrete") != (self.levels is not None):
+            raise ValueError(f"likelihood {self.name!r}: levels={self.levels} must be given exactly when discrete")
+
+    def out_mult(self, components: int = 1) -> int:
+        """How many decoder outputs one data value needs (``nn.Decoder(out_mult=...)``)."""
+        return self.params * (components if self.mixture else 1)
+
+
+def _normal(out: Tensor, ls: Tensor) -> Distribution:
+    return Normal(out, ls.exp(), validate_args=False)
 
 
 LIKELIHOODS: dict[str, Likelihood] = {
-    "bernoulli": Likelihood("bernoulli", False, True, lambda out, _: FastBernoulli(logits=out, validate_args=False)),
-    "gaussian": Likelihood("gaussian", False, False, lambda out, ls: Normal(out, ls.exp(), validate_args=False)),
-    "gaussian-learned": Likelihood("gaussian-learned", True, False, lambda out, ls: Normal(out, ls.exp(), validate_args=False)),
+    "bernoulli": Likelihood("bernoulli", False, True, lambda out, _: FastBernoulli(logits=out, validate_args=False),
+                            scale="bernoulli"),
+    "continuous-bernoulli": Likelihood("continuous-bernoulli", False, True,
+                                       lambda out, _: pixel.continuous_bernoulli(out)),
+    "discretized-logistic": Likelihood("discretized-logistic", False, True,
+                                       lambda out, _: pixel.discretized_logistic(out), scale="discrete",
+                                       levels=pixel.LEVELS, params=2),
+    "dmol": Likelihood("dmol", False, True, lambda out, _: pixel.dmol(out), scale="discrete", levels=pixel.LEVELS,
+                       params=3, mixture=True),
+    "gaussian": Likelihood("gaussian", False, False, _normal),
+    "gaussian-learned": Likelihood("gaussian-learned", True, False, _normal),
     "laplace": Likelihood("laplace", False, False, lambda out, ls: Laplace(out, ls.exp(), validate_args=False)),
 }
 
@@ -65,9 +100,80 @@ def get_likelihood(name: str) -> Likelihood:
     return LIKELIHOODS[name]
 
 
-def likelihood(name: str, out: Tensor, log_scale: Tensor, event_dims: int) -> Distribution:
-    """p(x|z) as an Independent distribution over the last ``event_dims`` dimensions."""
-    return FastIndependent(get_likelihood(name).build(out, log_scale), event_dims, validate_args=False)
+def check_components(components: int) -> None:
+    """Boundary check for a model config's ``mixture_components``."""
+    if isinstance(components, bool) or not isinstance(components, int) or components < 1:
+        raise ValueError(f"mixture_components={components!r} must be an integer >= 1")
+
+
+def likelihood(name: str, out: Tensor, log_scale: Tensor, event_dims: int, components: int = 1) -> Distribution:
+    """p(x|z) as an Independent distribution over the last ``event_dims`` dimensions.
+
+    ``out`` (..., m * C, *rest) with m = ``out_mult(components)``: parameter j of value (c, ...) is channel
+    j * C + c (parameter-major), handed to the table's ``build`` as a trailing axis (..., C, *rest, m)."""
+    lik = get_likelihood(name)
+    m = lik.out_mult(components)
+    if m > 1:
+        axis = out.dim() - event_dims
+        if out.shape[axis] % m:
+            raise ValueError(f"likelihood={name!r} needs {m} decoder outputs per value; the decoder gave "
+                             f"{out.shape[axis]} channels (build it with out_mult={m})")
+        out = out.unflatten(axis, (m, out.shape[axis] // m)).movedim(axis, -1)
+    return FastIndependent(lik.build(out, log_scale), event_dims, validate_args=False)
+
+
+@dataclass(frozen=True)
+class Scale:
+    """What a likelihood number is: ``discrete`` (log-probability of data with ``levels`` values per
+    dimension; bits/dim >= 0 apply), ``density`` (log-density on the data's support: not a probability, can
+    be any sign) or ``cross-entropy`` (Bernoulli on non-binary data: no normalised distribution at all)."""
+    kind: str                  # discrete | density | cross-entropy
+    levels: int | None = None  # discrete: values per dimension (2: binary, 256: 8-bit)
+    dequantized: bool = False  # discrete by uniform dequantization of a density (a lower bound on log P)
+
+    @property
+    def label(self) -> str:
+        """Short human label, e.g. 'discrete, 256 levels (dequantized bound)'."""
+        if self.kind != "discrete":
+            return self.kind
+        return f"discrete, {self.levels} levels" + (" (dequantized bound)" if self.dequantized else "")
+
+    @property
+    def key(self) -> str:
+        """Runs whose numbers may share a column have the same key: kind and levels."""
+        return self.kind if self.kind != "discrete" else f"discrete-{self.levels}"
+
+
+def grid_levels(x: Tensor, max_levels: int = 256) -> int | None:
+    """The number of levels L when every value of x is k / (L - 1) for an integer k in 0..L-1 (the smallest such
+    L <= ``max_levels``; 2 for binary data, 256 for 8-bit data, 17 for sklearn's digits), else None."""
+    if x.numel() == 0 or float(x.min()) < 0 or float(x.max()) > 1:
+        return None
+    values = torch.unique(x.detach().reshape(-1).double().cpu())            # (U,)
+    for n in range(1, max_levels):
+        if bool(((values - (values * n).round() / n).abs() <= 1e-6).all()):  # k / n up to float32 rounding
+            return n + 1
+    return None
+
+
+def likelihood_scale(name: str, data_levels: int | None, dequantize: bool | None = None) -> Scale:
+    """The scale of log p(x) under likelihood ``name`` on data with ``data_levels`` values per dimension
+    (``grid_levels``; None: continuous data). See ``Scale``.
+
+    ``dequantize``: for a density likelihood, True turns it into a bound on the discrete probability by
+    uniform dequantization (the data must have levels), False keeps the density, None (auto) dequantizes
+    whenever the data have levels. Discrete likelihoods and the Bernoulli ignore it."""
+    lik = get_likelihood(name)
+    if lik.scale == "discrete":
+        return Scale("discrete", lik.levels)
+    if lik.scale == "bernoulli":
+        return Scale("discrete", 2) if data_levels == 2 else Scale("cross-entropy")
+    if dequantize and data_levels is None:
+        raise ValueError(f"dequantize=True needs data whose values are k / (L - 1) for integers k (L <= 256 "
+                         f"levels); these data are continuous (likelihood={name!r})")
+    if dequantize is False or data_levels is None:
+        return Scale("density")
+    return Scale("discrete", data_levels, dequantized=True)
 
 
 def diag_gaussian(mu: Tensor, logvar: Tensor) -> Independent:

@@ -1,4 +1,4 @@
-"""Network bodies (MLP and a small conv net). No probability in here: outputs are plain tensors."""
+"""Network bodies (MLP, a small conv net, residual conv stages). No probability in here: outputs are plain tensors."""
 from __future__ import annotations
 
 import math
@@ -6,8 +6,11 @@ import math
 import torch
 from torch import Tensor, nn
 
+from .resnet import ResNetDown, ResNetSpec, ResNetUp, check_spec, default_channels, grid
+
 ACTIVATIONS = {"relu": nn.ReLU, "tanh": nn.Tanh, "elu": nn.ELU, "gelu": nn.GELU, "silu": nn.SiLU}
-ARCHS = ("mlp", "conv")
+ARCHS = ("mlp", "conv", "resnet")
+IMAGE_ARCHS = ("conv", "resnet")  # need (C, H, W) examples
 
 
 def activation(name: str) -> nn.Module:
@@ -32,17 +35,19 @@ def _conv_grid(shape: tuple[int, ...]) -> tuple[int, int]:
 
 
 class Encoder(nn.Module):
-    """x (B, *shape) [+ condition (B, K)] -> (B, out_dim)."""
+    """x (B, *shape) [+ condition (B, K)] -> (B, out_dim): a conv/resnet body (images), then an MLP head."""
 
     def __init__(self, shape: tuple[int, ...], hidden: tuple[int, ...], out_dim: int,
-                 arch: str = "mlp", act: str = "relu", n_cond: int = 0) -> None:
+                 arch: str = "mlp", act: str = "relu", n_cond: int = 0, resnet: ResNetSpec | None = None) -> None:
         super().__init__()
-        if arch not in ARCHS:
-            raise ValueError(f"arch={arch!r} is not known; allowed: {list(ARCHS)}")
-        if arch == "conv" and len(shape) != 3:
-            raise ValueError(f"arch='conv' needs image data (C, H, W); got example shape {shape}")
+        check_body(shape, hidden, arch, act, resnet)
         self.arch = arch
-        if arch == "conv":
+        if arch == "resnet":
+            assert resnet is not None  # check_body refuses a missing spec
+            gh, gw = grid(shape, len(resnet.channels))
+            self.features = nn.Sequential(ResNetDown(shape[0], resnet, lambda: activation(act)), nn.Flatten())
+            in_dim = resnet.channels[-1] * gh * gw
+        elif arch == "conv":
             gh, gw = _conv_grid(shape)
             self.features = nn.Sequential(
                 nn.Conv2d(shape[0], 32, 3, stride=2, padding=1), activation(act),
@@ -72,14 +77,19 @@ class Decoder(nn.Module):
     """
 
     def __init__(self, shape: tuple[int, ...], hidden: tuple[int, ...], in_dim: int,
-                 arch: str = "mlp", act: str = "relu", n_cond: int = 0, out_mult: int = 1) -> None:
+                 arch: str = "mlp", act: str = "relu", n_cond: int = 0, out_mult: int = 1,
+                 resnet: ResNetSpec | None = None) -> None:
         super().__init__()
-        if arch not in ARCHS:
-            raise ValueError(f"arch={arch!r} is not known; allowed: {list(ARCHS)}")
+        check_body(shape, hidden, arch, act, resnet)
         shape = out_shape(shape, out_mult)
         self.shape = shape
         self.arch = arch
-        if arch == "conv":
+        if arch == "resnet":
+            assert resnet is not None
+            self.grid = (resnet.channels[-1], *grid(shape, len(resnet.channels)))
+            self.head = mlp([in_dim + n_cond, *reversed(hidden), math.prod(self.grid)], act)
+            self.body = ResNetUp(shape[0], resnet, lambda: activation(act))
+        elif arch == "conv":
             gh, gw = _conv_grid(shape)
             self.grid = (64, gh, gw)
             self.head = mlp([in_dim + n_cond, *reversed(hidden), 64 * gh * gw], act, final_act=True)
@@ -94,18 +104,35 @@ class Decoder(nn.Module):
             z = torch.cat([z, cond], dim=-1)
         h = self.head(z)
         lead = z.shape[:-1]
-        if self.arch == "conv":
-            h = self.body(h.reshape(-1, *self.grid))  # (B', C, 4gh, 4gw)
+        if self.arch != "mlp":
+            h = self.body(h.reshape(-1, *self.grid))  # (B', C, >= H, >= W): halvings rounded up
             h = h[:, :, : self.shape[1], : self.shape[2]]
         return h.reshape(*lead, *self.shape)
 
 
-def check_body(input_shape: tuple[int, ...], hidden: tuple[int, ...], arch: str, act: str) -> None:
-    """Checks shared by the MLP/conv encoder-decoder configs."""
-    if any(not isinstance(h, int) or h < 1 for h in hidden):
-        raise ValueError(f"hidden={hidden!r} sizes must be integers >= 1")
+def check_body(input_shape: tuple[int, ...], hidden: tuple[int, ...], arch: str, act: str,
+               resnet: ResNetSpec | None = None) -> None:
+    """Checks shared by the MLP/conv/resnet encoder-decoder configs."""
+    if any(not isinstance(h, int) or isinstance(h, bool) or not 1 <= h <= 65536 for h in hidden):
+        raise ValueError(f"hidden={hidden!r} sizes must be integers in 1..65536")
     if arch not in ARCHS:
         raise ValueError(f"arch={arch!r} is not known; allowed: {list(ARCHS)}")
-    if arch == "conv" and len(input_shape) != 3:
-        raise ValueError(f"arch='conv' needs image data (C, H, W); got example shape {input_shape}")
+    if arch in IMAGE_ARCHS and len(input_shape) != 3:
+        raise ValueError(f"arch={arch!r} needs image data (C, H, W); got example shape {input_shape}")
+    if arch == "resnet":
+        if resnet is None:
+            raise ValueError("arch='resnet' needs its channels, blocks and norm (a ResNetSpec)")
+        check_spec(input_shape, resnet)
     activation(act)
+
+
+def resnet_channels(input_shape: tuple[int, ...], arch: str, channels: tuple[int, ...]) -> tuple[int, ...]:
+    """A config's ``channels`` as stored: () means the default for the image size when arch is 'resnet'
+    (``resnet.default_channels``); other archs have no stages, so channels must stay ()."""
+    if arch != "resnet":
+        if channels:
+            raise ValueError(f"channels={channels!r} only applies to arch='resnet'; got arch={arch!r}")
+        return ()
+    if len(input_shape) != 3:
+        raise ValueError(f"arch='resnet' needs image data (C, H, W); got example shape {input_shape}")
+    return tuple(channels) or default_channels(input_shape)

@@ -1,19 +1,79 @@
-"""The ``vaelab`` command: thin commands over the Python API."""
+"""The ``vaelab`` command: thin commands over the Python API.
+
+Commands load on demand: ``vaelab --help``, ``vaelab --version`` and a mistyped command name import
+neither torch nor the command modules (``COMMANDS`` names each command's module and help line;
+tests/test_cli_core.py holds them equal to the real docstrings). ``vaelab NAME ...`` imports NAME's module,
+which registers its command on ``app``.
+"""
 from __future__ import annotations
 
+import importlib
 import sys
 from collections.abc import Sequence
+from typing import Any
 
+import click
 import typer
+from typer.core import TyperCommand, TyperGroup
+
+from ..version import __version__
+
+# command -> (module under vaelab.cli that registers it, the first paragraph of its docstring)
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("core", "Train a model and write OUT/config.json, model.safetensors, metrics.jsonl."),
+    "sample": ("core", "Draw samples (the model's prior, or a sampler fitted to its codes) and write them as an "
+                       "image grid."),
+    "reconstruct": ("core", "Test images (top row) and their reconstructions (bottom row)."),
+    "demo": ("demo", "Train PCA, an autoencoder and a VAE with 2-D latents; write metrics.json, pictures and "
+                     "report.html."),
+    "plot": ("plot", "Draw one picture of a trained run into a PNG."),
+    "report": ("report", "Write ONE self-contained HTML file: a metrics table (one row per run), latent scatters, "
+                         "samples, reconstructions and training curves (eval.json numbers when present, else "
+                         "the last epoch's)."),
+    "serve": ("serve", "Explore a trained run: latent map, live decoding, interpolation, prior samples, metrics."),
+    "eval": ("evaluate", "Score a run on its test split; write RUN/eval.json and print a table."),
+}
+
+
+class LazyGroup(TyperGroup):
+    """A command group whose commands are placeholders (name + help, for ``--help`` and "did you mean")
+    until one is invoked: then its module is imported and the real command built."""
+
+    def __init__(self, **attrs: Any) -> None:
+        super().__init__(**attrs)
+        for name, (_, text) in COMMANDS.items():
+            self.commands.setdefault(name, TyperCommand(name=name, help=text))
+
+    def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
+        if args and args[0] in COMMANDS:
+            self.commands[args[0]] = load_command(args[0])
+        return super().resolve_command(ctx, args)
+
 
 app = typer.Typer(help="vaelab: PCA, autoencoders and VAEs on your images - train, sample, measure, explore.",
-                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+                  cls=LazyGroup, no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 
-from . import core, demo  # noqa: E402,F401  (each module registers its commands on ``app``)
-from . import plot, report  # noqa: E402,F401
-from . import serve  # noqa: E402,F401
-from . import evaluate  # noqa: E402,F401
-from ..models import plugins  # noqa: E402
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"vaelab {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", is_eager=True, callback=_show_version,
+                                       help="Print the version and exit.")) -> None:
+    """vaelab: PCA, autoencoders and VAEs on your images - train, sample, measure, explore."""
+
+
+def load_command(name: str) -> click.Command:
+    """Import the module of command ``name`` and build its click command from what it registered."""
+    importlib.import_module(f"{__name__}.{COMMANDS[name][0]}")
+    for info in app.registered_commands:
+        if (info.name or typer.main.get_command_name(info.callback.__name__)) == name:
+            return typer.main.get_command_from_info(info, pretty_exceptions_short=app.pretty_exceptions_short,
+                                                    rich_markup_mode=app.rich_markup_mode)
+    raise RuntimeError(f"module vaelab.cli.{COMMANDS[name][0]} registers no command {name!r}")
 
 
 def plugin_args(argv: Sequence[str]) -> list[str]:
@@ -33,16 +93,27 @@ def plugin_args(argv: Sequence[str]) -> list[str]:
 def use_plugins(names: Sequence[str] = ()) -> list[str]:
     """Import plugin modules (``names``, $VAELAB_PLUGINS, the ``vaelab.models`` entry points) and
     rebuild ``vaelab train`` so their models' options exist. For in-process use (typer's CliRunner)."""
+    from ..models import plugins
+    from . import core
+
     loaded = plugins.discover(names)
     core.refresh_train()
     return loaded
 
 
+def _command_in(argv: Sequence[str]) -> str | None:
+    """The command a command line invokes (its first word that is not an option), if any."""
+    return next((a for a in argv if not a.startswith("-")), None)
+
+
 def main() -> None:
-    # Plugins first: the train command's options come from the models registered when typer builds it.
-    try:
-        use_plugins(plugin_args(sys.argv[1:]))
-    except ValueError as e:
-        typer.echo(f"error: {e}", err=True)
-        raise SystemExit(2) from None
+    # Plugins first, for the commands that read models (their options come from the registered ones);
+    # help, --version and unknown commands import nothing heavy.
+    argv = sys.argv[1:]
+    if _command_in(argv) in COMMANDS:
+        try:
+            use_plugins(plugin_args(argv))
+        except ValueError as e:
+            typer.echo(f"error: {e}", err=True)
+            raise SystemExit(2) from None
     app()

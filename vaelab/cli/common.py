@@ -1,8 +1,12 @@
 """Shared CLI plumbing: clear one-line errors instead of tracebacks; options from config fields."""
 from __future__ import annotations
 
+import contextlib
+import difflib
 import functools
+import logging
 import os
+import re
 import types
 import typing
 from collections.abc import Callable
@@ -49,10 +53,21 @@ def friendly(fn: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
+def did_you_mean(message: str) -> str:
+    """``message`` + " (did you mean 'vae'?)" when it refuses a quoted name ("model='vea' is not known;
+    allowed: [...]", "data='digts' is neither a built-in dataset [...]") and one of the listed names is close."""
+    bad = re.search(r"'([^']+)' is (?:not known|neither)", message)
+    if bad is None:
+        return message
+    names = [n for group in re.findall(r"\[([^\]]*)\]", message[bad.end():]) for n in re.findall(r"'([^']+)'", group)]
+    close = difflib.get_close_matches(bad.group(1), names, n=1, cutoff=0.6)
+    return f"{message} (did you mean {close[0]!r}?)" if close else message
+
+
 def error_message(e: BaseException) -> str:
     """The one line ``friendly`` prints for ``e`` (without the 'error: ' prefix)."""
     if isinstance(e, USER_ERRORS) and not isinstance(e, OSError):
-        return str(e.args[0] if isinstance(e, KeyError) and e.args else e)
+        return did_you_mean(str(e.args[0] if isinstance(e, KeyError) and e.args else e))
     if isinstance(e, (FileNotFoundError, NotADirectoryError)) and e.filename is None:
         return str(e)  # vaelab's own messages (e.g. 'run folder ... does not exist')
     if isinstance(e, OSError):
@@ -132,3 +147,24 @@ def parse_text(tp: Any, value: Any, flag: str) -> Any:
     if not parts:
         raise ValueError(f"{flag}={value!r} must list at least one value")
     return parts
+
+
+class _Echo(logging.Handler):
+    """Writes each record's message to the current stderr (``typer.echo``: also under CliRunner)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        typer.echo(self.format(record), err=True)
+
+
+@contextlib.contextmanager
+def epoch_lines(logger: str = "vaelab.train"):
+    """Show the training loop's one line per epoch (logged at INFO when there is no progress bar)."""
+    log, handler = logging.getLogger(logger), _Echo()
+    level = log.level
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(level)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import sys
 import typing
 from pathlib import Path
 from typing import Any, List, Optional
@@ -10,17 +11,18 @@ from typing import Any, List, Optional
 import torch
 import typer
 
-from .. import rundir
+from .. import rundir, samplers
 from ..config import field_default, field_help, from_dict
 from ..models import DATA_FIELDS, REGISTRY, load_plugins, model_class
 from ..train import distributed
 from ..viz import grids as viz
-from ..data import for_evaluation, load_recorded
+from ..data import BUILTIN, load_recorded
 from ..objectives import ObjectiveConfig
 from ..train.run import resume_conflicts, train_run
 from ..train.loop import TrainConfig
 from . import app
-from .common import SCALARS, friendly, option_type, parse_text, unwrap_optional
+from .common import SCALARS, epoch_lines, friendly, option_type, parse_text, unwrap_optional
+from .plot import draw
 from .io import write_png
 
 
@@ -44,9 +46,14 @@ def _fixed_options() -> list[tuple[str, Any, Any]]:
     """The options that are not config fields: (name, type, typer.Option)."""
     return [
         ("model", str, typer.Option("vae", help=f"registered model: {', '.join(REGISTRY)}")),
-        ("data", str, typer.Option("digits", help="digits | mnist | swiss-roll | an image folder | a .npy/.npz file")),
+        ("data", str, typer.Option("digits", help=f"{' | '.join(BUILTIN)} | an image folder | a .npy/.npz file")),
         ("binarize", str, typer.Option("none", help="none | dynamic | static")),
-        ("size", Optional[int], typer.Option(None, help="resize image folders to size x size")),
+        ("size", Optional[int], typer.Option(None, help="resize image folders to size x size (see --crop)")),
+        ("crop", str, typer.Option("center", help="with --size: center (no distortion) | random (training crops "
+                                   "of a 1/8 larger resize, center crop for evaluation) | squash")),
+        ("flip", bool, typer.Option(False, help="flip training images left-right at random (augmentation)")),
+        ("test_fraction", Optional[float], typer.Option(
+            None, help="share of a folder / array file (0.1) or of digits (0.2) held out as the test split")),
         ("val_fraction", float, typer.Option(0.1, help="share of the training split held out for validation")),
         ("out", Path, typer.Option(Path("runs/x"), help="run folder to write")),
         ("data_dir", Optional[Path], typer.Option(None, help="where mnist/ lives (else $VAELAB_DATA_DIR)")),
@@ -103,7 +110,7 @@ def train_options() -> tuple[list[inspect.Parameter], list[Generated]]:
         generated.append(Generated(param, field, "model"))
         taken.add(param)
 
-    for name, tp, option in fixed[2:4]:  # --binarize, --size
+    for name, tp, option in fixed[2:7]:  # the data options: --binarize, --size, --crop, --flip, --test-fraction
         add(name, tp, option)
 
     # objective and training fields, with their defaults
@@ -125,7 +132,7 @@ def train_options() -> tuple[list[inspect.Parameter], list[Generated]]:
             generated.append(Generated(name, f.name, source))
             taken.add(name)
 
-    for name, tp, option in fixed[4:]:
+    for name, tp, option in fixed[7:]:
         add(name, tp, option)
     return list(params.values()), generated
 
@@ -149,13 +156,17 @@ def _train(**values: Any) -> None:
         hint = hints[g.source].get(g.field)
         parts[g.source][g.field] = value if hint is None else parse_text(hint, value, g.flag)
     obj = from_dict(ObjectiveConfig, parts["objective"])
+    if not sys.stderr.isatty():
+        parts["train"]["progress"] = False  # no terminal to redraw a bar on: one line per epoch instead
     cfg = from_dict(TrainConfig, parts["train"])
     if values.get("resume"):
         _check_resume(values, parts["model"])
-    net, history = train_run(model, values["data"], values["out"], parts["model"], cfg, obj,
-                             data_dir=values["data_dir"], binarize=values["binarize"], size=values["size"],
-                             val_fraction=values["val_fraction"], resume=values["resume"], plugins=plugin_names,
-                             overwrite=bool(values.get("overwrite")))
+    with epoch_lines():  # the loop logs one line per epoch when there is no bar (--no-progress)
+        net, history = train_run(model, values["data"], values["out"], parts["model"], cfg, obj,
+                                 data_dir=values["data_dir"], binarize=values["binarize"], size=values["size"],
+                                 crop=values["crop"], flip=values["flip"], test_fraction=values["test_fraction"],
+                                 val_fraction=values["val_fraction"], resume=values["resume"], plugins=plugin_names,
+                                 overwrite=bool(values.get("overwrite")))
     last = history[-1] if history else {}
     keys = ("val_", "elbo", "loss") if net.has_likelihood else ("val_", "loss")  # an AE has no ELBO
     shown = ", ".join(f"{k}={v:.4g}" for k, v in last.items() if k.startswith(keys))
@@ -185,8 +196,8 @@ def _check_resume(values: dict[str, Any], model_options: dict[str, Any]) -> None
         return  # train_run says what is missing or broken
     if saved.get("model") != values["model"]:
         return  # train_run names the two models
-    data = {k: values[v] for k, v in (("name", "data"), ("binarize", "binarize"), ("size", "size"))
-            if _given(v)}
+    data = {k: values[v] for k, v in (("name", "data"), ("binarize", "binarize"), ("size", "size"), ("crop", "crop"),
+                                      ("flip", "flip"), ("test_fraction", "test_fraction")) if _given(v)}
     conflicts = resume_conflicts(saved, model_options, data)
     if conflicts:
         raise ValueError(f"cannot resume run {str(out)!r} with options that contradict it: {'; '.join(conflicts)} "
@@ -221,35 +232,45 @@ def sample(
     label: Optional[int] = typer.Option(None, help="class to generate (conditional models)"),
     temperature: float = typer.Option(1.0, help="scale of the prior draws"),
     seed: int = typer.Option(0),
+    sampler: str = typer.Option("prior", help="prior (the model's own p(z)) | gmm | two-stage: a density fitted "
+                                "to the run's training codes on first use, kept in RUN/samplers/"),
+    refit: bool = typer.Option(False, help="fit the sampler again even when RUN/samplers/ holds one"),
+    data_dir: Optional[Path] = typer.Option(None, help="where mnist/ lives, to fit a sampler (else $VAELAB_DATA_DIR)"),
 ) -> None:
-    """Draw prior samples and write them as an image grid."""
+    """Draw samples (the model's prior, or a sampler fitted to its codes) and write them as an image grid."""
     model = rundir.load(run)
     if label is not None and model.n_classes == 0:
         raise ValueError(f"--label {label} needs a conditional model; {model.name!r} is not")
     if n > 10000:
         raise ValueError(f"-n {n} is too many; allowed: 1..10000")
+    if sampler not in samplers.SAMPLERS:
+        raise ValueError(f"--sampler {sampler!r} is not known; allowed: {', '.join(samplers.SAMPLERS)}")
     torch.manual_seed(seed)
-    x = model.sample(n, label, temperature)
+    if sampler == "prior":
+        if not model.has_likelihood:
+            raise ValueError(f"model {model.name!r} has no prior p(z) to sample: use --sampler gmm or --sampler "
+                             "two-stage (a density fitted to its codes of the training set)")
+        x = model.sample(n, label, temperature)
+    else:
+        fitted, fresh = samplers.for_run(run, sampler, model, lambda: load_recorded(
+            rundir.read_config(run).get("data"), "train", run, data_dir), refit=refit)
+        if fresh:
+            typer.echo(f"fitted sampler {sampler} to {fitted.n_codes} training codes -> {run / samplers.FOLDER / sampler}")
+        x = fitted.sample(model, n, temperature, torch.Generator().manual_seed(seed))
     write_png(out, viz.upscale(viz.image_grid(x), 2 if model.input_shape[-1] < 32 else 1))
-    typer.echo(f"wrote {n} samples to {out}")
+    typer.echo(f"wrote {n} samples ({sampler}) to {out}")
 
 
 @app.command()
 @friendly
 def reconstruct(
     run: Path = typer.Argument(..., help="run folder"),
-    out: Path = typer.Option(Path("recon.png")),
-    n: int = typer.Option(16, "-n", help="test images to show"),
+    out: Path = typer.Option(Path("recon.png"), help="PNG file to write"),
+    n: int = typer.Option(16, "--n", "-n", help="test images to show"),
     data_dir: Optional[Path] = typer.Option(None, help="where mnist/ lives (else $VAELAB_DATA_DIR)"),
-    data: Optional[Path] = typer.Option(None, "--data",
-                                        help="use this dataset instead of the one recorded in config.json"),
+    data: Optional[Path] = typer.Option(None, "--data", help="use this dataset (a built-in name or a path) "
+                                        "instead of the one recorded in config.json"),
 ) -> None:
     """Test images (top row) and their reconstructions (bottom row)."""
-    if n < 1:
-        raise ValueError(f"-n {n} must be >= 1")
-    model = rundir.load(run)
-    test = for_evaluation(load_recorded(rundir.read_config(run).get("data"), "test", run, data_dir, data))
-    x, y = test.x[:n], None if test.y is None else test.y[:n]
-    grid = viz.image_grid(viz.pairs(x, model.reconstruct(x, y if model.n_classes else None), n), ncol=min(n, len(x)))
-    write_png(out, viz.upscale(grid, 2 if model.input_shape[-1] < 32 else 1))
-    typer.echo(f"wrote originals and reconstructions to {out}")
+    # the short form of `vaelab plot RUN --kind recon`: the same picture, drawn by the same code
+    typer.echo(draw("recon", run, out, n=n, data_dir=data_dir, data=data))

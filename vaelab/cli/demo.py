@@ -1,6 +1,9 @@
 """vaelab demo: the lecture's first act on the embedded digits - PCA vs autoencoder vs VAE, 2-D latents.
 
-It ends by writing OUT/report.html, one self-contained page telling the story on the demo's own data."""
+It ends by writing OUT/report.html, one self-contained page telling the story on the demo's own data.
+PCA (a Gaussian density) and the VAE (a continuous Bernoulli density on [0, 1]) are compared on one scale:
+the digits take 17 levels (k / 16), and uniform dequantization turns each density into a lower bound on
+the probability of the discrete image (``vaelab.eval.likelihood``)."""
 from __future__ import annotations
 
 import math
@@ -12,11 +15,11 @@ import typer
 
 from ..viz import grids as viz, plots
 from ..data import Dataset, for_evaluation, load_from_info
-from ..eval.evaluate import iwae_curve
+from ..eval.evaluate import exact_log_px, iwae_curve, log_likelihood_estimate, model_scale
 from ..models import LatentModel
 from ..objectives import ObjectiveConfig
 from ..rundir import REPORT, atomic_write, read_config, write_json, write_png
-from ..viz.report import RunSummary, metrics_table, page_html, section_html
+from ..viz.report import RunSummary, metrics_table, one_scale, page_html, section_html
 from ..train.run import train_run
 from ..train.loop import TrainConfig, score
 from . import app
@@ -26,7 +29,7 @@ from .common import friendly
 DEMO_MODELS: list[tuple[str, dict[str, Any], int]] = [
     ("pca", {"latent_dim": 2}, 1),
     ("ae", {"latent_dim": 2, "hidden": (256, 128)}, 150),
-    ("vae", {"latent_dim": 2, "hidden": (256, 128), "likelihood": "bernoulli"}, 150),
+    ("vae", {"latent_dim": 2, "hidden": (256, 128), "likelihood": "continuous-bernoulli"}, 150),
 ]
 IW_SAMPLES = 100   # importance samples for the VAE's log-likelihood estimate in the report
 
@@ -46,21 +49,29 @@ def demo_pictures(name: str, model: LatentModel, test) -> dict[str, Any]:
     return pics
 
 
-def likelihood_numbers(models: dict[str, LatentModel], test: Dataset, metrics: dict[str, Any]) -> dict[str, dict]:
-    """{model: {elbo, log_px, bound, how}} in nats per test image, for the models with a likelihood: the ELBO
-    is the mean of IW_SAMPLES log weights; log p(x) the exact value (PCA) or the IWAE_K lower bound (VAE)."""
+def likelihood_numbers(models: dict[str, LatentModel], test: Dataset) -> dict[str, dict]:
+    """{model: {scale, elbo, log_px, se, ess, bits_per_dim, bound, how}} in nats per test image for the models
+    with a likelihood, each on its own scale (``eval.evaluate.model_scale``: densities on data with levels are
+    dequantized). log p(x): PCA's closed form (dequantized: Monte Carlo over u), else the IWAE_K lower bound."""
     out = {}
     for name, model in models.items():
-        if not model.has_likelihood:
+        scale = model_scale(model, test)
+        if scale is None:
             continue
-        exact = metrics[name].get("log_likelihood")
-        curve = iwae_curve(model, test.x, (1, 10, IW_SAMPLES), seed=0)
-        if exact is not None:
-            out[name] = {"elbo": curve[1], "log_px": exact, "bound": False,
-                         "how": f"exact (closed form); IWAE_{IW_SAMPLES} = {curve[IW_SAMPLES]:.3f}"}
-        else:
-            out[name] = {"elbo": curve[1], "log_px": curve[IW_SAMPLES], "bound": True,
-                         "how": f"IWAE_K lower bound, K={IW_SAMPLES} (K=10: {curve[10]:.3f})"}
+        levels = scale.levels if scale.dequantized else None
+        curve = iwae_curve(model, test.x, (1, 10, IW_SAMPLES), seed=0, levels=levels)
+        est = log_likelihood_estimate(model, test.x, None, IW_SAMPLES, seed=0, levels=levels)
+        row = {"scale": scale, "elbo": curve[1], "log_px": float(est.log_px.mean()), "se": est.mean_se(),
+               "ess": float(est.ess.mean()), "bound": True,
+               "how": f"IWAE_K lower bound, K={IW_SAMPLES} (K=10: {curve[10]:.3f}); ESS {est.ess.mean():.1f}"}
+        if model.capabilities.exact_likelihood:
+            exact, se = exact_log_px(model, test.x, levels)
+            what = "E_u log p((k+u)/L) - D log L over 16 draws of u" if levels else "exact (closed form)"
+            row.update(log_px=float(exact.mean()), se=float(se.square().sum().sqrt() / len(se)),
+                       bound=levels is not None, how=f"{what}; IWAE_{IW_SAMPLES} = {curve[IW_SAMPLES]:.3f}")
+        discrete = scale.kind == "discrete"
+        row["bits_per_dim"] = -row["log_px"] / (test.info.dim * math.log(2)) if discrete else None
+        out[name] = row
     return out
 
 
@@ -68,37 +79,72 @@ def _summaries(models: dict[str, LatentModel], test: Dataset, metrics: dict[str,
                lik: dict[str, dict]) -> list[RunSummary]:
     out = []
     for name, model in models.items():
-        m = {"recon_mse": metrics[name]["recon_mse"], "kl": metrics[name].get("kl")}
+        m: dict[str, Any] = {"recon_mse": metrics[name]["recon_mse"], "kl": metrics[name].get("kl")}
+        scale = None
         if name in lik:
-            nll = None if lik[name]["log_px"] is None else -lik[name]["log_px"]
-            m.update(elbo=lik[name]["elbo"], nll=nll,
-                     bits_per_dim=None if nll is None else nll / (test.info.dim * math.log(2)))
-        out.append(RunSummary(name, model.name, test.info.name, model.latent_dim, m, "test set"))
+            r, scale = lik[name], lik[name]["scale"]
+            se = r["se"] / (test.info.dim * math.log(2)) if r["bits_per_dim"] is not None else None
+            m.update(elbo=r["elbo"], nll=-r["log_px"], nll_se=r["se"], bits_per_dim=r["bits_per_dim"],
+                     bits_per_dim_se=se)
+        out.append(RunSummary(name, model.name, test.info.name, model.latent_dim, m, "test set", scale=scale))
     return out
 
 
+def _scale_text(lik: dict[str, dict]) -> str:
+    """Says whether the models' likelihood numbers share one scale, and which."""
+    runs = [RunSummary(n, n, "", 0, {}, "", scale=r["scale"]) for n, r in lik.items()]
+    try:
+        scale = one_scale(runs)
+    except ValueError as e:
+        return f"Not comparable: {e}. Each scale gets its own columns below."
+    if scale is None:
+        return ""
+    if scale.kind == "discrete" and scale.dequantized:
+        return (f"All on one scale: {scale.label}. The data take {scale.levels} levels per pixel; each model's "
+                "density p is turned into a probability of the discrete image by uniform dequantization, "
+                f"log P(k) >= E_u[log p((k + u) / {scale.levels})] - D log {scale.levels}, so bits/dim are "
+                f"between 0 and log2({scale.levels}) = {math.log2(scale.levels):.2f} for a model better than "
+                "uniform, and lower is better.")
+    return f"All on one scale: {scale.label}."
+
+
+def lik_tables(lik: dict[str, dict]) -> str:
+    """The ELBO / log p(x) table, one table per scale (a column never holds two scales)."""
+    fmt = lambda v, f="{:.3f}": "&ndash;" if v is None else f.format(v)  # noqa: E731
+    groups: dict[str, list[str]] = {}
+    for n, r in lik.items():
+        groups.setdefault(r["scale"].key, []).append(n)
+    out = []
+    for names in groups.values():
+        rows = "".join(f"<tr><td class='text'>{n}</td><td>{fmt(lik[n]['elbo'])}</td>"
+                       f"<td>{'&ge; ' if lik[n]['bound'] else ''}{fmt(lik[n]['log_px'])}</td>"
+                       f"<td>{fmt(lik[n]['se'], '{:.2g}')}</td><td>{fmt(lik[n]['bits_per_dim'])}</td>"
+                       f"<td class='text'>{lik[n]['scale'].label}</td><td class='text'>{lik[n]['how']}</td></tr>"
+                       for n in names)
+        out.append("<table><thead><tr><th class='text'>model</th><th>ELBO (nats)</th><th>log p(x) (nats)</th>"
+                   "<th>Monte Carlo s.e.</th><th>bits/dim</th><th class='text'>scale</th>"
+                   f"<th class='text'>how log p(x) was computed</th></tr></thead><tbody>{rows}</tbody></table>")
+    return "".join(out)
+
+
 def story_html(models: dict[str, LatentModel], test: Dataset, metrics: dict[str, Any],
-               pictures: dict[str, Any]) -> str:
-    """The demo's report: the lecture's story told with this run's pictures and numbers (pure)."""
-    lik = likelihood_numbers(models, test, metrics)
+               pictures: dict[str, Any], lik: dict[str, dict] | None = None) -> str:
+    """The demo's report: the lecture's story told with this run's pictures and numbers (pure);
+    ``lik``: ``likelihood_numbers(models, test)`` when already computed."""
+    lik = likelihood_numbers(models, test) if lik is None else lik
     man = {n: plots.make_plot("manifold", m, test, opts=plots.PlotOptions(n=12)) for n, m in models.items()}
     vae = models["vae"]
     torch.manual_seed(0)
     with torch.no_grad():
         px = vae.decode(vae.prior(64).sample())
         means, draws = px.mean, px.sample()
-    fmt = lambda v: "&ndash;" if v is None else f"{v:.3f}"  # noqa: E731
-    rows = "".join(f"<tr><td class='text'>{n}</td><td>{fmt(r['elbo'])}</td>"
-                   f"<td>{'&ge; ' if r['bound'] else ''}{fmt(r['log_px'])}</td><td class='text'>{r['how']}</td></tr>"
-                   for n, r in lik.items())
-    lik_table = ("<table><thead><tr><th class='text'>model</th><th>ELBO (nats)</th><th>log p(x) (nats)</th>"
-                 f"<th class='text'>how log p(x) was computed</th></tr></thead><tbody>{rows}</tbody></table>")
+    lik_table = lik_tables(lik)
     up = lambda a: viz.upscale(a, 4)  # noqa: E731
     body = [
         section_html("The three models on the test set",
                      "Reconstruction error for all three; ELBO, KL and negative log-likelihood (NLL = -log p(x)) "
                      "in nats per image for the two probabilistic ones. The autoencoder has no p(x), so no "
-                     "likelihood: only its reconstruction error can be compared.",
+                     "likelihood: only its reconstruction error can be compared. " + _scale_text(lik),
                      extra=metrics_table(_summaries(models, test, metrics, lik))),
         section_html("Latent spaces: PCA is linear, the autoencoder's is sparse and unstructured, the VAE's is "
                      "dense and sampleable",
@@ -122,12 +168,13 @@ def story_html(models: dict[str, LatentModel], test: Dataset, metrics: dict[str,
                               (pictures["samples_ae.png"], "ae: decoded z ~ N(0, I) (it has no prior)")]),
         section_html("ELBO vs log-likelihood",
                      "The ELBO is log p(x) minus KL(q(z|x) || p(z|x)). Probabilistic PCA's posterior is exact, so "
-                     "its ELBO equals its exact log-likelihood (in expectation; with an exact posterior every "
+                     "on the pixel values its ELBO equals its exact log-density (in expectation; with an exact posterior every "
                      "importance weight p(x, z)/q(z|x) equals p(x), so they agree to rounding). The VAE's encoder "
                      "only approximates the posterior, so its ELBO is a strict lower bound; the importance-weighted "
                      "(IWAE) bound tightens towards log p(x) as K grows: ELBO <= IWAE_10 <= IWAE_100 <= log p(x). "
-                     "PCA uses a Gaussian density on continuous pixels and the VAE a Bernoulli likelihood, so their "
-                     "values are not on the same scale.",
+                     "With dequantization PCA's importance weights are no longer all equal (its posterior is exact "
+                     "for the pixel values, not for the noisy ones), so its ELBO sits a little below. "
+                     + _scale_text(lik),
                      extra=lik_table),
         section_html("VAE samples are blurry",
                      "The decoder outputs a distribution for every pixel. The pictures show its mean: an average "
@@ -174,6 +221,13 @@ def demo(
             write_png(out / fname, pic)
             pictures[fname] = pic
         typer.echo(f"{name:>4}: " + ", ".join(f"{k}={v:.4g}" for k, v in metrics[name].items()))
+    lik = likelihood_numbers(models, test)
+    for name, r in lik.items():  # the numbers the report compares, on the scale they share
+        metrics[name]["shared_scale"] = {"scale": r["scale"].label, "elbo": r["elbo"], "log_px": r["log_px"],
+                                         "log_px_se": r["se"], "bits_per_dim": r["bits_per_dim"]}
+        typer.echo(f"{name:>4}: log p(x) {'>= ' if r['bound'] else ''}{r['log_px']:.2f} +/- {r['se']:.2g} nats, "
+                   f"{r['bits_per_dim'] if r['bits_per_dim'] is not None else float('nan'):.3f} bits/dim "
+                   f"({r['scale'].label})")
     write_json(out / "metrics.json", metrics)
-    atomic_write(out / REPORT, story_html(models, test, metrics, pictures))
+    atomic_write(out / REPORT, story_html(models, test, metrics, pictures, lik))
     typer.echo(f"wrote {out}/metrics.json, pictures and {out}/report.html")

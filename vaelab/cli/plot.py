@@ -41,10 +41,19 @@ def plot(
     seed: int = typer.Option(0, help="seeds prior draws and the choice of test images"),
 ) -> None:
     """Draw one picture of a trained run into a PNG."""
+    typer.echo(draw(kind, run, out, dims=dims, n=n, temperature=temperature, label=label, seed=seed,
+                    data_dir=data_dir, data=data))
+
+
+def draw(kind: str, run: Path, out: Path, *, dims: str | None = None, n: int | None = None,
+         temperature: float = 1.0, label: int | None = None, seed: int = 0, data_dir: Path | None = None,
+         data: Path | None = None) -> str:
+    """Draw picture ``kind`` of ``run`` into the PNG ``out``; returns the line to print. The one way every
+    picture is made: ``vaelab plot`` and its short forms (``vaelab reconstruct`` = ``plot --kind recon``)."""
     if kind not in plots.KINDS:
         raise ValueError(f"--kind {kind!r} is not known; allowed: {list(plots.KINDS)}")
     opts = plots.PlotOptions(dims=parse_dims(dims), n=n, temperature=temperature, seed=seed, label=label)
     loaded = plots.load_run(run, data_dir, with_test=kind in plots.NEEDS_TEST_DATA, data=data)
     picture = plots.make_plot(kind, loaded.model, loaded.test, loaded.history, opts)
     write_picture(out, picture, run)  # the PNG names the weights it shows
-    typer.echo(f"wrote {kind} of {loaded.model.name} run {str(run)!r} to {out}")
+    return f"wrote {kind} of {loaded.model.name} run {str(run)!r} to {out}"

@@ -1,6 +1,8 @@
 """vaelab serve: the latent-space explorer in the browser (FastAPI + uvicorn, local only by default)."""
 from __future__ import annotations
 
+import errno
+import socket
 from pathlib import Path
 from typing import Optional
 
@@ -10,6 +12,23 @@ from . import app
 from .common import friendly
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def check_port(host: str, port: int) -> None:
+    """A ValueError naming the port when another process holds it (probed by binding as uvicorn does, with
+    SO_REUSEADDR, then closing); any other bind problem is left for the server to report."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror:
+        return
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise ValueError(f"port {port} on {host} is in use (another server holds it): pick another "
+                                 "with --port") from None
 
 
 @app.command()
@@ -34,6 +53,7 @@ def serve(
                            "pip install 'vaelab[web]'") from None
     import torch
 
+    check_port(host, port)  # first: a busy port is said before the model loads or a URL is printed
     torch.set_num_threads(threads)  # more threads only add synchronisation to tiny single-row matmuls
     extra_hosts = [] if host in LOOPBACK else [host]
     web_app = create_app(run, data_dir=data_dir, max_points=max_points, data=data, allowed_hosts=extra_hosts)

@@ -1,7 +1,8 @@
-"""Datasets as tensors: embedded digits, MNIST (IDX, checksummed download), swiss roll, image folders, arrays."""
+"""Datasets as tensors: embedded digits and photos32, MNIST, Fashion-MNIST and CIFAR-10 (checksummed
+downloads), swiss roll, image folders, arrays; 8-bit data stays uint8 until the batch."""
 from .datasets import (  # noqa: F401
-    BINARIZE, BUILTIN, DataInfo, Dataset, batches, check_binarize, check_finite, for_evaluation, info_dict, load_dataset,
-    load_from_info, split_validation,
+    BINARIZE, BUILTIN, CROPS, DataInfo, Dataset, batches, check_binarize, check_finite, data_options,
+    for_evaluation, info_dict, load_dataset, load_from_info, split_validation,
 )
 from .paths import DATA_DIR_ENV, find_cache_dir, find_data_dir  # noqa: F401
 from .datasets import info_from_dict  # noqa: F401

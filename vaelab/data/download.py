@@ -1,8 +1,10 @@
-"""Downloading MNIST from public mirrors with sha256 checks (urllib only).
+"""Downloading published data files from mirrors with sha256 checks (urllib only).
 
 Each file is fetched from the mirrors in turn, written to a temporary file in the target directory and
-moved into place (:func:`vaelab.fileio.atomic_path`) only once the SHA-256 of its uncompressed content matches, so a
-corrupt or partial download never ends up in the data directory.
+moved into place (:func:`vaelab.fileio.atomic_path`) only once its checksum matches, so a corrupt or
+partial download never ends up in the data directory. :func:`fetch_verified` is that step for any file
+and checksum (MNIST here: the SHA-256 of the uncompressed content; Fashion-MNIST and CIFAR-10 in
+:mod:`vaelab.data.published`: the SHA-256 of the file as published).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import IO, Iterable, Sequence
+from typing import IO, Callable, Iterable, Sequence
 
 from ..fileio import atomic_path
 from .mnist_files import (
@@ -39,17 +41,17 @@ MIRRORS: list[str] = [
 ]
 
 
-
-def get_mirrors(mirrors: Iterable[str] | None = None) -> list[str]:
-    """Mirror base URLs to use: ``mirrors`` if given, else the comma-separated
-    ``$VAELAB_MNIST_MIRRORS``, else :data:`MIRRORS`."""
+def get_mirrors(mirrors: Iterable[str] | None = None, env: str = MIRRORS_ENV,
+                default: Sequence[str] | None = None) -> list[str]:
+    """Mirror base URLs to use: ``mirrors`` if given, else the comma-separated ``$<env>``
+    (``$VAELAB_MNIST_MIRRORS``), else ``default`` (:data:`MIRRORS`)."""
     if mirrors is not None:
         if isinstance(mirrors, str):
             mirrors = mirrors.split(",")
         out = [m.strip() for m in mirrors if m and m.strip()]
     else:
-        env = os.environ.get(MIRRORS_ENV, "")
-        out = [m.strip() for m in env.split(",") if m.strip()] or list(MIRRORS)
+        given = os.environ.get(env, "")
+        out = [m.strip() for m in given.split(",") if m.strip()] or list(MIRRORS if default is None else default)
     return out
 
 
@@ -80,28 +82,23 @@ def _fetch(url: str, dest: IO[bytes], timeout: float, progress: bool, label: str
             raise ValueError(f"incomplete download ({received} of {total_n} bytes)")
 
 
-def _download_one(name: str, mnist_dir: Path, mirrors: Sequence[str], timeout: float,
-                  progress: bool) -> tuple[bool, list[tuple[str, str]]]:
-    """Download ``name`` into ``mnist_dir`` from the first mirror that works.
+def fetch_verified(name: str, folder: Path, mirrors: Sequence[str], timeout: float, progress: bool,
+                   verify: Callable[[Path], None]) -> tuple[bool, list[tuple[str, str]]]:
+    """Download ``name`` into ``folder`` from the first mirror whose file ``verify`` accepts (it raises
+    ValueError naming what is wrong, e.g. a checksum mismatch); the file is moved into place only then.
 
-    Returns ``(ok, attempts)``: whether a verified copy was put in place, and
-    the ``(url, reason)`` of every failed attempt.
+    Returns ``(ok, attempts)``: whether a verified copy was put in place, and the ``(url, reason)`` of
+    every failed attempt.
     """
     attempts: list[tuple[str, str]] = []
-    target = mnist_dir / name
-    want = MNIST_SHA256[name]
+    target = folder / name
     for base in mirrors:
         url = base.rstrip("/") + "/" + name
         try:
             with atomic_path(target) as tmp:  # moved into place only if the block succeeds
                 with open(tmp, "wb") as fh:
                     _fetch(url, fh, timeout, progress, name)
-                with open(tmp, "rb") as fh:
-                    if fh.read(2) != b"\x1f\x8b":
-                        raise ValueError("not a gzip file")
-                got = sha256_decompressed(tmp)
-                if got != want:
-                    raise ValueError(f"sha256 checksum mismatch (expected {want}, got {got})")
+                verify(Path(tmp))
             mark_verified(target)
             return True, attempts
         except (OSError, ValueError, http.client.HTTPException) as exc:
@@ -114,6 +111,27 @@ def _download_one(name: str, mnist_dir: Path, mirrors: Sequence[str], timeout: f
             if progress:
                 print(f"vaelab: could not download {url}: {reason}", file=sys.stderr)
     return False, attempts
+
+
+def _mnist_check(name: str) -> Callable[[Path], None]:
+    """A gzip file whose uncompressed content has MNIST's published SHA-256 for ``name``."""
+    want = MNIST_SHA256[name]
+
+    def verify(path: Path) -> None:
+        with open(path, "rb") as fh:
+            if fh.read(2) != b"\x1f\x8b":
+                raise ValueError("not a gzip file")
+        got = sha256_decompressed(path)
+        if got != want:
+            raise ValueError(f"sha256 checksum mismatch (expected {want}, got {got})")
+
+    return verify
+
+
+def _download_one(name: str, mnist_dir: Path, mirrors: Sequence[str], timeout: float,
+                  progress: bool) -> tuple[bool, list[tuple[str, str]]]:
+    """Download MNIST file ``name`` into ``mnist_dir`` from the first mirror that works."""
+    return fetch_verified(name, mnist_dir, mirrors, timeout, progress, _mnist_check(name))
 
 
 def download_mnist(

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .datasets import BUILTIN, DataInfo, Dataset, info_from_dict, load_dataset
+from .datasets import BUILTIN, DataInfo, Dataset, data_options, info_from_dict, load_dataset
 from .paths import data_roots
 
 
@@ -52,4 +52,4 @@ def load_recorded(info: Any, split: str, run_dir: str | os.PathLike[str],
                   override: str | os.PathLike[str] | None = None) -> Dataset:
     """Reload split ``split`` of a run's data, following only the paths :func:`resolve_recorded` allows."""
     safe = resolve_recorded(info, run_dir, data_dir, override)
-    return load_dataset(safe.name, split, data_dir=data_dir, binarize=safe.binarize, size=safe.size)
+    return load_dataset(safe.name, split, data_dir=data_dir, **data_options(safe))

@@ -12,11 +12,25 @@ runs once per batch, a batch x chunk of samples is one decoder call, a Bernoulli
 is a fixed function of (seed, i), so the result does not depend on the batch or chunk sizes. Every other
 model is called through its own ``log_weights`` chunk by chunk, with a ``torch.Generator`` seeded from
 (seed, first example, chunk offset): torch's global RNG is never touched.
+
+Uniform dequantization (``levels`` = L): a density p on data x = k / (L - 1), k in 0..L-1, gives the
+probability P(k) = integral of p over the bin [k, k + 1) / L, and (Theis et al. 2016)
+
+    log P(k) = log E_u[p((k + u) / L)] - D log L >= E_u[log p((k + u) / L)] - D log L,   u ~ U[0, 1)^D.
+
+The importance weights then use the proposal q(z|x) U(u): w_j = p((k + u_j) / L, z_j) / q(z_j|x) / L^D, so
+IWAE_K is a lower bound on log P(k) that tends to it as K grows, and K = 1 (the ELBO) is the dequantized
+ELBO. The u of example i come from a generator seeded from (seed, i), drawn in order, chunk by chunk.
+
+Monte Carlo error (``LikelihoodEstimate``): with normalised weights w~_j, the effective sample size is
+ESS = 1 / sum_j w~_j^2 (Kish) and the delta-method standard error of log mean_j w_j is
+sqrt(1 / ESS - 1 / K); it misses the estimator's downward bias and is unreliable when the ESS is small.
 """
 from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -60,6 +74,25 @@ def chunk_generator(seed: int, first: int, offset: int) -> torch.Generator:
     return torch.Generator().manual_seed((seed * 1_000_003 + first * 7919 + offset) % (2 ** 63))
 
 
+def dequantize(x: Tensor, u: Tensor, levels: int) -> Tensor:
+    """y = (k + u) / L for data x = k / (L - 1) (k rounded) and u in [0, 1): same shape as u."""
+    return (torch.round(x * (levels - 1)) + u) / levels
+
+
+class UniformNoise:
+    """u ~ U[0, 1) of shape (c, *shape) per example, chunk after chunk: example i's stream depends only
+    on (seed, index[i]), so the numbers do not depend on the batch or chunk sizes."""
+
+    def __init__(self, index: Tensor, shape: tuple[int, ...], seed: int = 0) -> None:
+        self.shape = shape
+        self.gens = [torch.Generator().manual_seed((seed * 1_000_003 + int(i) + 7_777_777) % (2 ** 63))
+                     for i in index.tolist()]
+
+    def next(self, c: int) -> Tensor:
+        """The next c draws of every example: (B, c, *shape) on the CPU."""
+        return torch.stack([torch.rand(c, *self.shape, generator=g) for g in self.gens])
+
+
 def _gaussian_params(model: LatentModel, q: Distribution) -> tuple[Tensor, Tensor]:
     """(mu, std) (B, d) of the diagonal Gaussian q(z|x) that a fast-path model declares it returns."""
     base = q.base_dist if isinstance(q, Independent) else None
@@ -83,29 +116,44 @@ def _log_px(px: Distribution, x: Tensor, c: int) -> Tensor:
 
 
 def batch_log_weights(model: LatentModel, x: Tensor, y: Tensor | None, index: Tensor, k: int,
-                      chunk: int, seed: int = 0) -> Iterator[Tensor]:
-    """log p(x, z_j) - log q(z_j|x) for j = 1..k in chunks: yields (B, <=chunk) tensors."""
+                      chunk: int, seed: int = 0, levels: int | None = None) -> Iterator[Tensor]:
+    """log p(x, z_j) - log q(z_j|x) for j = 1..k in chunks: yields (B, <=chunk) tensors.
+
+    ``levels``: uniformly dequantize x to L levels (module docstring); the weights then bound log P(k)."""
     x = model.check_input(x)
     cond = y if model.n_classes else None
+    noise = None if levels is None else UniformNoise(index, tuple(x.shape[1:]), seed)
+    shift = 0.0 if levels is None else math.prod(x.shape[1:]) * math.log(levels)  # D log L
     if not fast_path(model):  # the model's own log_weights, one generator per (seed, first example, chunk)
         first = int(index[0]) if len(index) else 0
         for j in range(0, k, chunk):
             c = min(chunk, k - j)
-            yield model.log_weights(x, cond, c, generator=chunk_generator(seed, first, j)).transpose(0, 1)
+            gen = chunk_generator(seed, first, j)
+            if noise is None:
+                yield model.log_weights(x, cond, c, generator=gen).transpose(0, 1)
+                continue
+            yd = dequantize(x.unsqueeze(1), noise.next(c).to(x.device, x.dtype), levels)  # (B, c, *shape)
+            yc = None if cond is None else cond.repeat_interleave(c)
+            lw = model.log_weights(yd.reshape(-1, *x.shape[1:]), yc, 1, generator=gen)   # (1, B*c)
+            yield lw.reshape(len(x), c) - shift
         return
     mu, std = _gaussian_params(model, model.encode(x, cond))                       # (B, d)
     b, d = mu.shape
-    noise = example_noise(index, k, d, seed).to(mu.device, mu.dtype)          # (B, k, d)
+    eps_all = example_noise(index, k, d, seed).to(mu.device, mu.dtype)       # (B, k, d)
     log_det = std.log().sum(-1, keepdim=True) + 0.5 * d * LOG_2PI            # (B, 1)
     for j in range(0, k, chunk):
-        eps = noise[:, j:j + chunk]                                          # (B, c, d)
+        eps = eps_all[:, j:j + chunk]                                        # (B, c, d)
         c = eps.shape[1]
         z = mu.unsqueeze(1) + std.unsqueeze(1) * eps                          # (B, c, d)
         log_q = -0.5 * (eps * eps).sum(-1) - log_det                         # (B, c)
         log_pz = -0.5 * (z * z).sum(-1) - 0.5 * d * LOG_2PI                  # (B, c)
         yc = None if cond is None else cond.repeat_interleave(c)
         px = model.decode(z.reshape(b * c, d), yc)
-        yield _log_px(px, x, c) + log_pz - log_q
+        if noise is None:
+            yield _log_px(px, x, c) + log_pz - log_q
+        else:
+            yd = dequantize(x.unsqueeze(1), noise.next(c).to(x.device, x.dtype), levels)  # (B, c, *shape)
+            yield px.log_prob(yd.reshape(b * c, *x.shape[1:])).reshape(b, c) - shift + log_pz - log_q
 
 
 def batch_slices(n: int, batch_size: int) -> Iterator[slice]:
@@ -140,20 +188,36 @@ def _run_parallel(fn, items: list, workers: int, progress: bool) -> list:
     return out
 
 
-def log_likelihood(model: LatentModel, x: Tensor, y: Tensor | None = None, k: int = 1000, *,
-                   batch_size: int | None = None, chunk: int | None = None, seed: int = 0,
-                   workers: int | None = None, progress: bool = False) -> tuple[Tensor, Tensor]:
-    """Per-example IWAE_k estimate of log p(x) and the k-sample ELBO (mean log weight): (N,), (N,) float64.
+@dataclass
+class LikelihoodEstimate:
+    """Per-example results of importance sampling with K samples, float64 (N,) each."""
+    log_px: Tensor   # IWAE_K estimate of log p(x): a lower bound in expectation
+    elbo: Tensor     # mean log weight (the K-sample ELBO)
+    ess: Tensor      # Kish effective sample size of the normalised weights, in [1, K]
+    se: Tensor       # delta-method Monte Carlo standard error of log_px: sqrt(1/ESS - 1/K)
+
+    def mean_se(self) -> float:
+        """Monte Carlo standard error of the mean of log_px over the examples (independent per example)."""
+        return float(self.se.square().sum().sqrt() / max(1, len(self.se)))
+
+
+def log_likelihood_estimate(model: LatentModel, x: Tensor, y: Tensor | None = None, k: int = 1000, *,
+                            batch_size: int | None = None, chunk: int | None = None, seed: int = 0,
+                            workers: int | None = None, progress: bool = False,
+                            levels: int | None = None) -> LikelihoodEstimate:
+    """IWAE_k estimate of log p(x) per example with its ELBO, ESS and Monte Carlo standard error.
 
     ``workers`` > 1 scores batches in that many threads with single-threaded torch ops (torch's thread
     count is set to 1 during the call): on a CPU this scales like intra-op threads when the cores are
     free and does not collapse when they are shared. Default: ``default_workers(model)``; models off the
     fast path are scored sequentially. The result does not depend on it (nor on batch_size / chunk) on
-    the fast path."""
+    the fast path. ``levels``: uniform dequantization to L levels (a bound on the discrete log P(k))."""
     if not model.capabilities.likelihood:
         raise ValueError(f"model {model.name!r} has no likelihood p(x): log-likelihood is not defined")
     if k < 1:
         raise ValueError(f"iw_samples={k} must be >= 1")
+    if levels is not None and levels < 2:
+        raise ValueError(f"levels={levels} must be >= 2")
     batch_size, chunk = default_sizes(k, batch_size, chunk)
     workers = default_workers(model) if workers is None else workers
     if workers < 1:
@@ -162,31 +226,46 @@ def log_likelihood(model: LatentModel, x: Tensor, y: Tensor | None = None, k: in
         workers = 1  # the model's own log_weights: keep it sequential
     model.eval()
 
-    def one(sl: slice) -> tuple[Tensor, Tensor]:
+    def one(sl: slice) -> tuple[Tensor, ...]:
         with torch.inference_mode():
             xb = x[sl].to(model.device)
             yb = None if y is None else y[sl].to(model.device)
-            acc = torch.full((len(xb),), -math.inf, dtype=torch.float64)
+            acc = torch.full((len(xb),), -math.inf, dtype=torch.float64)    # log sum w
+            acc2 = torch.full((len(xb),), -math.inf, dtype=torch.float64)   # log sum w^2
             total = torch.zeros(len(xb), dtype=torch.float64)
-            for lw in batch_log_weights(model, xb, yb, torch.arange(sl.start, sl.stop), k, chunk, seed):
+            for lw in batch_log_weights(model, xb, yb, torch.arange(sl.start, sl.stop), k, chunk, seed, levels):
                 lw = lw.double().cpu()
                 acc = torch.logaddexp(acc, torch.logsumexp(lw, 1))
+                acc2 = torch.logaddexp(acc2, torch.logsumexp(2 * lw, 1))
                 total += lw.sum(1)
-            return acc - math.log(k), total / k
+            return acc - math.log(k), total / k, torch.exp(2 * acc - acc2)
 
     parts = _run_parallel(one, list(batch_slices(len(x), batch_size)), workers, progress)
-    if not parts:
-        return torch.empty(0, dtype=torch.float64), torch.empty(0, dtype=torch.float64)
-    return torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+    cat = (lambda i: torch.cat([p[i] for p in parts])) if parts else (lambda i: torch.empty(0, dtype=torch.float64))
+    ess = cat(2).nan_to_num(nan=1.0)  # all weights zero (log p = -inf): no information
+    return LikelihoodEstimate(cat(0), cat(1), ess, (1 / ess - 1 / k).clamp_min(0).sqrt())
+
+
+def log_likelihood(model: LatentModel, x: Tensor, y: Tensor | None = None, k: int = 1000, *,
+                   batch_size: int | None = None, chunk: int | None = None, seed: int = 0,
+                   workers: int | None = None, progress: bool = False,
+                   levels: int | None = None) -> tuple[Tensor, Tensor]:
+    """Per-example IWAE_k estimate of log p(x) and the k-sample ELBO: (N,), (N,) float64
+    (``log_likelihood_estimate`` without the ESS and standard errors)."""
+    est = log_likelihood_estimate(model, x, y, k, batch_size=batch_size, chunk=chunk, seed=seed, workers=workers,
+                                  progress=progress, levels=levels)
+    return est.log_px, est.elbo
 
 
 @torch.inference_mode()
 def iwae_curve(model: LatentModel, x: Tensor, ks: Sequence[int] = (1, 5, 50, 500), y: Tensor | None = None,
-               *, seed: int = 0, batch_size: int | None = None, chunk: int | None = None) -> dict[int, float]:
+               *, seed: int = 0, batch_size: int | None = None, chunk: int | None = None,
+               levels: int | None = None) -> dict[int, float]:
     """Mean IWAE_k bound (nats/example) for each k: ELBO = IWAE_1 <= IWAE_5 <= ... <= log p(x).
 
     One set of max(ks) samples per example serves every k: IWAE_k is averaged over the
-    floor(max(ks) / k) disjoint groups of k samples, an unbiased, low-variance estimate of E[IWAE_k]."""
+    floor(max(ks) / k) disjoint groups of k samples, an unbiased, low-variance estimate of E[IWAE_k].
+    ``levels``: uniform dequantization to L levels, as in ``log_likelihood_estimate``."""
     ks = sorted({int(k) for k in ks})
     if not ks or ks[0] < 1:
         raise ValueError(f"ks={list(ks)} must be integers >= 1")
@@ -197,7 +276,7 @@ def iwae_curve(model: LatentModel, x: Tensor, ks: Sequence[int] = (1, 5, 50, 500
     for sl in batch_slices(len(x), batch_size):
         yb = None if y is None else y[sl].to(model.device)
         lw = torch.cat(list(batch_log_weights(model, x[sl].to(model.device), yb, torch.arange(sl.start, sl.stop),
-                                              kmax, chunk, seed)), 1).double().cpu()  # (B, kmax)
+                                              kmax, chunk, seed, levels)), 1).double().cpu()  # (B, kmax)
         for k in ks:
             groups = lw[:, : (kmax // k) * k].reshape(len(lw), -1, k)          # (B, g, k)
             sums[k] += float((torch.logsumexp(groups, -1) - math.log(k)).mean(1).sum())

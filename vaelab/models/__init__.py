@@ -2,6 +2,8 @@
 from .base import (DATA_FIELDS, REGISTRY, Capabilities, LatentModel, build_model, check_shape, config_fields, model_class,
                    posterior_means, register)
 from . import ae, hvae, pca, vae  # noqa: F401  (registration side effect)
+from . import iaf, vamp  # noqa: F401  (registration side effect: richer posteriors / priors)
+from . import vqvae  # noqa: F401  (registration side effect: discrete codes + PixelCNN prior)
 from .plugins import load_plugins
 
 __all__ = ["DATA_FIELDS", "REGISTRY", "Capabilities", "LatentModel", "build_model", "check_shape", "config_fields",

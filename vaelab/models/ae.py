@@ -13,7 +13,8 @@ from torch import Tensor
 from torch.distributions import Distribution
 
 from ..distributions import PointMass, likelihood
-from ..nn import Decoder, Encoder, check_body
+from ..nn import Decoder, Encoder, check_body, resnet_channels
+from ..resnet import ResNetSpec
 from .base import Capabilities, LatentModel, check_shape, register
 
 LOSSES = {"mse": "gaussian", "l1": "laplace"}
@@ -24,15 +25,24 @@ class AEConfig:
     input_shape: tuple[int, ...]      # shape of one example, e.g. (1, 28, 28)
     latent_dim: int = 2               # size of the code z
     hidden: tuple[int, ...] = (400,)  # hidden layer sizes, input side first (decoder mirrors them)
-    arch: str = "mlp"                 # "mlp" or "conv"
+    arch: str = "mlp"                 # mlp | conv (2 stride-2 convs) | resnet (residual stages: channels, blocks, norm)
+    channels: tuple[int, ...] = ()    # resnet: width per stage, full resolution first; empty = by image size
+    blocks: tuple[int, ...] = (1,)    # resnet: residual blocks per stage (one entry: every stage)
+    norm: str = "group"               # resnet: group | batch | none (batch: train-mode outputs depend on the batch)
     activation: str = "relu"          # relu | tanh | elu | gelu | silu
     loss: str = "mse"                 # "mse" or "l1" reconstruction loss
 
     def __post_init__(self) -> None:
         check_shape(self.input_shape, self.latent_dim)
-        check_body(self.input_shape, self.hidden, self.arch, self.activation)
+        object.__setattr__(self, "channels", resnet_channels(self.input_shape, self.arch, self.channels))
+        check_body(self.input_shape, self.hidden, self.arch, self.activation, self.resnet)
         if self.loss not in LOSSES:
             raise ValueError(f"loss={self.loss!r} is not known; allowed: {sorted(LOSSES)}")
+
+    @property
+    def resnet(self) -> ResNetSpec | None:
+        """The resnet body's fields when arch is 'resnet' (else None)."""
+        return ResNetSpec(self.channels, self.blocks, self.norm) if self.arch == "resnet" else None
 
 
 @register("ae", AEConfig)
@@ -43,8 +53,8 @@ class Autoencoder(LatentModel):
     def __init__(self, config: AEConfig) -> None:
         super().__init__(config)
         c = config
-        self.encoder = Encoder(c.input_shape, c.hidden, c.latent_dim, c.arch, c.activation)
-        self.decoder = Decoder(c.input_shape, c.hidden, c.latent_dim, c.arch, c.activation)
+        self.encoder = Encoder(c.input_shape, c.hidden, c.latent_dim, c.arch, c.activation, resnet=c.resnet)
+        self.decoder = Decoder(c.input_shape, c.hidden, c.latent_dim, c.arch, c.activation, resnet=c.resnet)
 
     def encode(self, x: Tensor, y: Tensor | None = None) -> Distribution:
         return PointMass(self.encoder(x))                       # (B, d)

@@ -20,6 +20,7 @@ from ..config import from_dict
 from ..distributions import groups_rate, kl_per_dim, rsample, standard_normal
 
 REGISTRY: dict[str, type["LatentModel"]] = {}
+MAX_VALUES = 1 << 26  # values per example (64M: a 4096x4096 RGB image); a bigger config.json is refused, not allocated
 DATA_FIELDS = frozenset({"input_shape", "n_classes"})  # config fields the data sets: never user options
 
 
@@ -76,6 +77,9 @@ def check_shape(input_shape: tuple[int, ...], latent_dim: int) -> None:
     if (not isinstance(input_shape, tuple) or not input_shape
             or any(not isinstance(s, int) or s < 1 for s in input_shape)):
         raise ValueError(f"input_shape={input_shape!r} must be a non-empty tuple of integer sizes >= 1")
+    if math.prod(input_shape) > MAX_VALUES or latent_dim > MAX_VALUES:
+        raise ValueError(f"input_shape={input_shape!r} / latent_dim={latent_dim} is too large: at most "
+                         f"{MAX_VALUES:,} values per example")
 
 
 def check_sample_args(n: int, temperature: float) -> None:
@@ -131,6 +135,14 @@ class LatentModel(nn.Module):
     @property
     def device(self) -> torch.device:
         return self._anchor.device
+
+    @property
+    def likelihood_name(self) -> str | None:
+        """The key of ``distributions.LIKELIHOODS`` that p(x|z) comes from (its config's ``likelihood``);
+        None for a model without a likelihood. It decides the scale of the model's log p(x)."""
+        if not self.capabilities.likelihood:
+            return None
+        return getattr(self.config, "likelihood", None)
 
     def check_input(self, x: Tensor) -> Tensor:
         """Accept (B, *input_shape) or flat (B, D); anything else is a clear error."""

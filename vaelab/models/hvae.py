@@ -1,7 +1,9 @@
 """A hierarchical VAE with T Gaussian stochastic layers (Burda et al. 2015; LVAE, Sonderby et al. 2016).
 
 Generative chain p(x|z1) p(z1|z2) ... p(z_{T-1}|z_T) p(z_T), p(z_T) = N(0, I); every conditional is a
-diagonal Gaussian from an MLP, p(x|z1) comes from the likelihood table like the VAE's.
+diagonal Gaussian from an MLP, p(x|z1) comes from the likelihood table like the VAE's. ``arch`` conv /
+resnet puts conv stages (vaelab/resnet.py) between x and z1's MLP, in p(x|z1) and in inference's first
+step, as in the VAE; the latents stay vectors (no spatial latent maps as in NVAE / VDVAE).
 
 Inference (config ``inference``):
 - ``top-down`` (default; ladder style as in LVAE/NVAE): a deterministic bottom-up pass d_1 ... d_T over x,
@@ -29,8 +31,10 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution, Independent
 
-from ..distributions import diag_gaussian, get_likelihood, kl_per_dim, likelihood, rsample, standard_normal
-from ..nn import Decoder, Encoder, activation, mlp
+from ..distributions import (check_components, diag_gaussian, get_likelihood, kl_per_dim, likelihood, rsample,
+                             standard_normal)
+from ..nn import Decoder, Encoder, activation, check_body, mlp, resnet_channels
+from ..resnet import ResNetSpec
 from .base import Capabilities, LatentModel, check_sample_args, check_shape, register
 
 INFERENCE = ("top-down", "bottom-up")
@@ -41,9 +45,14 @@ class HVAEConfig:
     input_shape: tuple[int, ...]                 # shape of one example, e.g. (1, 28, 28)
     latent_dims: tuple[int, ...] = (16, 8)       # size of each stochastic layer, bottom (z1) first
     hidden: tuple[tuple[int, ...], ...] = ((256,),)  # MLP sizes per stochastic layer (one entry: shared)
+    arch: str = "mlp"                            # x <-> z1 body: mlp | conv | resnet (then an MLP head of hidden)
+    channels: tuple[int, ...] = ()               # resnet: width per stage, full resolution first; empty = by size
+    blocks: tuple[int, ...] = (1,)               # resnet: residual blocks per stage (one entry: every stage)
+    norm: str = "group"                          # resnet: group | batch | none (batch: outputs depend on the batch)
     activation: str = "relu"                     # relu | tanh | elu | gelu | silu
-    likelihood: str = "bernoulli"                # bernoulli | gaussian | gaussian-learned | laplace
+    likelihood: str = "bernoulli"                # p(x|z1), a key of distributions.LIKELIHOODS
     sigma: float = 0.1                           # decoder scale for gaussian/laplace
+    mixture_components: int = 5                  # dmol: logistic components per value (other likelihoods: unused)
     inference: str = "top-down"                  # top-down (ladder) | bottom-up (Markov chain)
     n_classes: int = 0                           # must be 0: the hvae is unconditional
 
@@ -54,7 +63,13 @@ class HVAEConfig:
             hidden = (tuple(hidden),)
         object.__setattr__(self, "hidden", tuple(tuple(int(v) for v in spec) for spec in hidden))
         object.__setattr__(self, "latent_dims", tuple(int(d) for d in self.latent_dims))
+        object.__setattr__(self, "channels", resnet_channels(self.input_shape, self.arch, self.channels))
         _check(self)
+
+    @property
+    def resnet(self) -> ResNetSpec | None:
+        """The resnet body's fields when arch is 'resnet' (else None)."""
+        return ResNetSpec(self.channels, self.blocks, self.norm) if self.arch == "resnet" else None
 
     @property
     def latent_dim(self) -> int:
@@ -87,8 +102,17 @@ def _check(c: HVAEConfig) -> None:
     if c.sigma <= 0:
         raise ValueError(f"sigma={c.sigma} must be > 0")
     get_likelihood(c.likelihood)
+    check_components(c.mixture_components)
     activation(c.activation)
     check_shape(c.input_shape, c.latent_dim)
+    check_body(c.input_shape, (), c.arch, c.activation, c.resnet)
+
+
+def _image_up(c: HVAEConfig, hidden: tuple[int, ...]) -> nn.Module:
+    """Top-down inference's first step x (B, C, H, W) -> d_1 (B, hidden[-1]) for arch conv / resnet: the
+    conv stages, an MLP head, the activation (as the MLP path ends)."""
+    return nn.Sequential(Encoder(c.input_shape, hidden[:-1], hidden[-1], c.arch, c.activation, resnet=c.resnet),
+                         activation(c.activation))
 
 
 def _gaussian(h: Tensor) -> tuple[Tensor, Tensor]:
@@ -107,16 +131,18 @@ class HierarchicalVAE(LatentModel):
         c, dims, act = config, config.latent_dims, config.activation
         hid = [c.layer_hidden(i) for i in range(len(dims))]
         # generator: p(x|z1) and p(z_i|z_{i+1}) for i = 1..T-1 (p_nets[i] maps z_{i+1} -> (mu, logvar) of z_i)
-        self.decoder = Decoder(c.input_shape, hid[0], dims[0], "mlp", act)
+        self.decoder = Decoder(c.input_shape, hid[0], dims[0], c.arch, act, resnet=c.resnet,
+                               out_mult=get_likelihood(c.likelihood).out_mult(c.mixture_components))
         self.p_nets = nn.ModuleList(mlp([dims[i + 1], *reversed(hid[i + 1]), 2 * dims[i]], act)
                                     for i in range(len(dims) - 1))
         if c.inference == "bottom-up":  # q(z1|x) (named like the VAE's, so T=1 weights map 1:1) and q(z_{i+1}|z_i)
-            self.encoder = Encoder(c.input_shape, hid[0], 2 * dims[0], "mlp", act)
+            self.encoder = Encoder(c.input_shape, hid[0], 2 * dims[0], c.arch, act, resnet=c.resnet)
             self.q_nets = nn.ModuleList(mlp([dims[i], *hid[i + 1], 2 * dims[i + 1]], act)
                                         for i in range(len(dims) - 1))
         else:  # deterministic bottom-up path d_i and the heads giving (mu_hat_i, logvar_hat_i)
             widths = [math.prod(c.input_shape)] + [h[-1] for h in hid]
-            self.up = nn.ModuleList(mlp([widths[i], *hid[i]], act, final_act=True) for i in range(len(dims)))
+            self.up = nn.ModuleList(mlp([widths[i], *hid[i]], act, final_act=True) if i or c.arch == "mlp"
+                                    else _image_up(c, hid[0]) for i in range(len(dims)))
             self.q_heads = nn.ModuleList(nn.Linear(hid[i][-1], 2 * dims[i]) for i in range(len(dims)))
         log_sigma = torch.full(c.input_shape, math.log(c.sigma))
         if get_likelihood(c.likelihood).learned_scale:
@@ -150,13 +176,14 @@ class HierarchicalVAE(LatentModel):
 
     def _px(self, z1: Tensor) -> Distribution:
         """p(x|z1) from the bottom layer alone (..., d_1): event shape input_shape."""
-        out = self.decoder(z1)                                      # (..., *shape)
-        return likelihood(self.config.likelihood, out, self.log_sigma, len(self.input_shape))
+        out = self.decoder(z1)                                      # (..., out_mult * C, *rest)
+        return likelihood(self.config.likelihood, out, self.log_sigma, len(self.input_shape),
+                          self.config.mixture_components)
 
     # -- inference ------------------------------------------------------------------------------------
     def _bottom_up(self, x: Tensor) -> list[tuple[Tensor, Tensor]]:
         """Top-down inference's deterministic pass: (mu_hat_i, logvar_hat_i) per layer, (B, d_i) each."""
-        h, out = x.flatten(1), []
+        h, out = (x.flatten(1) if self.config.arch == "mlp" else x), []
         for up, head in zip(self.up, self.q_heads):
             h = up(h)
             out.append(_gaussian(head(h)))

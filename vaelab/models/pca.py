@@ -1,4 +1,7 @@
-"""Probabilistic PCA (Tipping & Bishop): the linear baseline on the same nats scale as the deep models.
+"""Probabilistic PCA (Tipping & Bishop): the linear baseline, a Gaussian density.
+
+On data with levels (8-bit pixels), uniform dequantization turns its exact log-density into a lower
+bound on the discrete log-probability (``vaelab.eval``), the scale the deep models' discrete likelihoods use.
 
 x = W z + mu + eps, z ~ N(0, I), eps ~ N(0, s2 I), fitted in closed form. With W = U (L - s2 I)^(1/2)
 the exact posterior q(z|x) = N(M^-1 W^T (x - mu), s2 M^-1), M = W^T W + s2 I, is diagonal, so the
@@ -42,6 +45,10 @@ class PPCA(LatentModel):
         self.register_buffer("components", torch.eye(d, k))      # (D, k) orthonormal U
         self.register_buffer("eigenvalues", torch.ones(k))       # (k,) variances along U
         self.register_buffer("noise_variance", torch.ones(()))   # s2
+
+    @property
+    def likelihood_name(self) -> str:
+        return "gaussian"  # a Gaussian density: its log p(x) is on the density scale unless dequantized
 
     def fit_closed_form(self, x: Tensor) -> "PPCA":
         """Fit by eigen-decomposition (scikit-learn's PCA, exact solver).

@@ -1,7 +1,8 @@
 """The VAE (Kingma & Welling) and its conditional form p(x|z,y), q(z|x,y).
 
 q(z|x) = N(mu(x), diag(exp(logvar(x)))) sampled by reparameterization; p(x|z) from the likelihood
-table (Bernoulli, Gaussian with fixed or learned sigma); prior N(0, I); KL in closed form.
+table (Bernoulli, continuous Bernoulli, discretized logistic (mixture), Gaussian with fixed or learned
+sigma, Laplace; the decoder gives ``out_mult`` numbers per value); prior N(0, I); KL in closed form.
 """
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from ..distributions import diag_gaussian, get_likelihood, likelihood
-from ..nn import Decoder, Encoder, check_body
+from ..distributions import check_components, diag_gaussian, get_likelihood, likelihood
+from ..nn import Decoder, Encoder, check_body, resnet_channels
+from ..resnet import ResNetSpec
 from .base import Capabilities, LatentModel, check_shape, register
 
 
@@ -22,20 +24,31 @@ class VAEConfig:
     input_shape: tuple[int, ...]      # shape of one example, e.g. (1, 28, 28)
     latent_dim: int = 2               # size of z
     hidden: tuple[int, ...] = (400,)  # hidden layer sizes, input side first (decoder mirrors them)
-    arch: str = "mlp"                 # "mlp" or "conv"
+    arch: str = "mlp"                 # mlp | conv (2 stride-2 convs) | resnet (residual stages: channels, blocks, norm)
+    channels: tuple[int, ...] = ()    # resnet: width per stage, full resolution first; empty = by image size
+    blocks: tuple[int, ...] = (1,)    # resnet: residual blocks per stage (one entry: every stage)
+    norm: str = "group"               # resnet: group | batch | none (batch: train-mode outputs depend on the batch)
     activation: str = "relu"          # relu | tanh | elu | gelu | silu
-    likelihood: str = "bernoulli"     # bernoulli | gaussian | gaussian-learned | laplace
+    likelihood: str = "bernoulli"     # p(x|z), a key of distributions.LIKELIHOODS (bernoulli, dmol, gaussian, ...)
     sigma: float = 0.1                # decoder scale for gaussian/laplace (initial value if learned)
+    mixture_components: int = 5       # dmol: logistic components per value (other likelihoods: unused)
     n_classes: int = 0                # > 0: conditional on a class label y in 0..n_classes-1
 
     def __post_init__(self) -> None:
         check_shape(self.input_shape, self.latent_dim)
-        check_body(self.input_shape, self.hidden, self.arch, self.activation)
+        object.__setattr__(self, "channels", resnet_channels(self.input_shape, self.arch, self.channels))
+        check_body(self.input_shape, self.hidden, self.arch, self.activation, self.resnet)
         get_likelihood(self.likelihood)
+        check_components(self.mixture_components)
         if not self.sigma > 0:
             raise ValueError(f"sigma={self.sigma} must be > 0")
-        if self.n_classes < 0:
-            raise ValueError(f"n_classes={self.n_classes} must be >= 0")
+        if not 0 <= self.n_classes <= 10_000:
+            raise ValueError(f"n_classes={self.n_classes} must be in 0..10000")
+
+    @property
+    def resnet(self) -> ResNetSpec | None:
+        """The resnet body's fields when arch is 'resnet' (else None)."""
+        return ResNetSpec(self.channels, self.blocks, self.norm) if self.arch == "resnet" else None
 
 
 @dataclass(frozen=True)
@@ -56,8 +69,10 @@ class VariationalAE(LatentModel):
         super().__init__(config)
         c = config
         lik = get_likelihood(c.likelihood)
-        self.encoder = Encoder(c.input_shape, c.hidden, 2 * c.latent_dim, c.arch, c.activation, c.n_classes)
-        self.decoder = Decoder(c.input_shape, c.hidden, c.latent_dim, c.arch, c.activation, c.n_classes)
+        self.encoder = Encoder(c.input_shape, c.hidden, 2 * c.latent_dim, c.arch, c.activation, c.n_classes,
+                               resnet=c.resnet)
+        self.decoder = Decoder(c.input_shape, c.hidden, c.latent_dim, c.arch, c.activation, c.n_classes,
+                               resnet=c.resnet, out_mult=lik.out_mult(c.mixture_components))
         log_sigma = torch.full(c.input_shape, math.log(c.sigma))
         if lik.learned_scale:
             self.log_sigma = nn.Parameter(log_sigma)                 # (*shape) learned per pixel
@@ -70,8 +85,9 @@ class VariationalAE(LatentModel):
         return diag_gaussian(mu, logvar)
 
     def decode(self, z: Tensor, y: Tensor | None = None) -> Distribution:
-        out = self.decoder(z, self.condition(y, len(z)))            # (B, *shape)
-        return likelihood(self.config.likelihood, out, self.log_sigma, len(self.input_shape))
+        out = self.decoder(z, self.condition(y, len(z)))            # (B, out_mult * C, *rest)
+        return likelihood(self.config.likelihood, out, self.log_sigma, len(self.input_shape),
+                          self.config.mixture_components)
 
 
 @register("cvae", CVAEConfig)

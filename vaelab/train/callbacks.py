@@ -114,6 +114,20 @@ def from_config(cfg: TrainConfig, monitor: str, run_dir: Path | None) -> list[Ca
     return out
 
 
+def epoch_line(row: Row, epochs: int, likelihood: bool = True) -> str:
+    """One epoch as one line of text, e.g. 'epoch 3/10  train elbo -95.31 kl 12.4  val elbo -97.02 kl 12.11
+    5120 examples/s' (nats per example); without a likelihood (autoencoder): train loss and val mse."""
+    def part(prefix: str, keys: tuple[str, ...]) -> str:
+        shown = [f"{k} {row[prefix + k]:.4g}" for k in keys if isinstance(row.get(prefix + k), (int, float))]
+        return f"{prefix.rstrip('_') or 'train'} {' '.join(shown)}" if shown else ""
+
+    train_keys, val_keys = (("elbo", "kl"), ("elbo", "kl")) if likelihood else (("loss",), ("mse",))
+    parts = [f"epoch {row['epoch']}/{epochs}", part("", train_keys), part("val_", val_keys)]
+    if "examples_per_s" in row:
+        parts.append(f"{row['examples_per_s']:.0f} examples/s")
+    return "  ".join(p for p in parts if p)
+
+
 def run_all(callbacks: list[Callback], row: Row, model: nn.Module) -> bool:
     """Call every callback (none is skipped); True when any asks to stop."""
     stops = [bool(cb.on_epoch_end(row, model)) for cb in callbacks]

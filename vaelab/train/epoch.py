@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..data import Dataset, batches
+from ..data import Dataset
 from ..objectives import Objective
 from . import distributed
 from .config import TrainConfig, TrainingDiverged
@@ -74,8 +74,8 @@ def train_epoch(t: Trainer, train: Dataset, gen: torch.Generator, epoch: int, de
     # (loss * batch, elbo, recon, kl) summed on the device, read back once per epoch
     t0, acc, n_seen = time.perf_counter(), torch.zeros(4, dtype=torch.float64, device=device), 0
     lr = t.opt.param_groups[0]["lr"]  # the lr of the epoch's first step
-    global_batches = batches(train.x, train.y, t.cfg.batch_size * t.world, binarize=train.info.binarize,
-                             generator=gen, device=device)
+    # uint8 data becomes float on the batch; crops, flips and dynamic-binarization bits are drawn from gen
+    global_batches = train.batches(t.cfg.batch_size * t.world, generator=gen, device=device, train=True)
     for i, (xb, yb, scale) in enumerate(distributed.weighted_shards(global_batches, t.rank, t.world)):
         done = _step(t, xb, yb, epoch + i / t.steps_per_epoch, scale, epoch)
         t.sched.step()  # every step, skipped or not: the lr follows the (fractional) epoch

@@ -8,6 +8,7 @@ and counted, too many in a row abort with a clear message, leaving the last good
 """
 from __future__ import annotations
 
+import logging
 from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from .scoring import check_data_for_model, score, scores_finite
 
 __all__ = ["TrainConfig", "TrainingDiverged", "check_data_for_model", "fit", "pick_device", "score"]
 Row = dict[str, Any]
+LOG = logging.getLogger("vaelab.train")  # one INFO line per epoch when there is no bar (the CLI shows them)
 
 
 def fit(model: LatentModel, train: Dataset, val: Dataset | None = None,
@@ -78,14 +80,18 @@ def _fit(model: LatentModel, train: Dataset, val: Dataset | None, objective: Obj
             for row in history:
                 cb.observe(row)
 
-    bar = _progress(cfg.progress and rank == 0, total=(cfg.epochs - start) * spe, desc=model.name)
+    show_bar = cfg.progress and rank == 0  # else one logged line per epoch (the CLI prints them)
+    bar = _progress(show_bar, total=(cfg.epochs - start) * spe, desc=model.name)
     for epoch in range(start, cfg.epochs):
+        bar.set_description(f"{model.name} epoch {epoch + 1}/{cfg.epochs}", refresh=False)
         row = train_epoch(t, train, gen, epoch, device, bar)
         if val is not None and rank == 0:  # the weights are the same on every rank: validate once
             row.update({f"val_{k}": v for k, v in score(model, val).items()})
         _check_finite(model, row, train if val is None and t.bad_in_a_row else None, t, epoch, device)
         stop = cbs.run_all(calls, row, model)
         bar.set_postfix({k: f"{row[k]:.2f}" for k in ("loss", "val_elbo") if k in row})
+        if not show_bar and rank == 0:
+            LOG.info(cbs.epoch_line(row, cfg.epochs, model.capabilities.likelihood))
         history.append(row)
         if out is not None:  # the row, the weights and the trainer state: one commit
             checkpoint.commit(out, model, meta, history, epoch + 1, t, gen)

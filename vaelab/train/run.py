@@ -42,7 +42,8 @@ def _plain(value: Any) -> Any:
 def resume_conflicts(saved: dict[str, Any], model_options: dict[str, Any],
                      data_options: dict[str, Any] | None = None) -> list[str]:
     """The options given now (not None) that contradict a saved run's config.json: model options against
-    its model_config, data options (name, binarize, size) against its data; as 'option: given X, run has Y'."""
+    its model_config, data options (name, binarize, size, crop, flip, test_fraction) against its data; as
+    'option: given X, run has Y'."""
     out = []
     saved_model = saved.get("model_config") or {}
     for k, v in model_options.items():
@@ -64,31 +65,33 @@ def train_run(model: str, data: str, out: str | Path | None, model_options: dict
               data_dir: str | Path | None = None, binarize: str = "none", size: int | None = None,
               val_fraction: float = 0.1, resume: bool = False,
               plugins: Sequence[str] = (),
-              overwrite: bool | None = None) -> tuple[LatentModel, list[dict[str, Any]]]:
+              overwrite: bool = False, crop: str = "center", flip: bool = False,
+              test_fraction: float | None = None) -> tuple[LatentModel, list[dict[str, Any]]]:
     """Load data, build (or resume) the model, train it; returns the model and per-epoch metrics.
 
-    An ``out`` that already holds a run: with ``overwrite=False`` (what ``vaelab train`` passes without
-    --overwrite) it is refused unless ``resume`` (continue it: model options given must agree with it);
-    ``overwrite=True`` removes vaelab's own files in it first; ``None`` (the default, for callers such as
-    ``vaelab demo`` that re-create their runs) trains over it, replacing its files at the first commit.
+    An ``out`` that already holds a run is refused (``overwrite=False``, the default, like ``vaelab train``
+    without --overwrite) unless ``resume`` (continue it: model options given must agree with it);
+    ``overwrite=True`` removes vaelab's own files in it first.
     The folder is locked while training (a second writer is refused).
 
     ``plugins``: modules to import first (models from outside vaelab); config.json records the ones
-    the model needs under "plugins", so ``vaelab.load`` can import them again."""
+    the model needs under "plugins", so ``vaelab.load`` can import them again. ``binarize``, ``size``,
+    ``crop``, ``flip``, ``test_fraction``: how the data is read (``vaelab.data.load_dataset``)."""
     model_plugins.load_plugins(plugins)
     if resume and overwrite:
         raise ValueError("--resume and --overwrite contradict each other: pass one of them")
     writer = out is not None and distributed.is_main()
     with rundir.writing(out) if writer else contextlib.nullcontext():
-        return _train_run(model, data, out, model_options, train_cfg, objective, data_dir, binarize, size,
+        data_opts = {"binarize": binarize, "size": size, "crop": crop, "flip": flip, "test_fraction": test_fraction}
+        return _train_run(model, data, out, model_options, train_cfg, objective, data_dir, data_opts,
                           val_fraction, resume, overwrite, writer)
 
 
 def _train_run(model: str, data: str, out: str | Path | None, model_options: dict[str, Any],
                train_cfg: TrainConfig, objective: ObjectiveConfig, data_dir: str | Path | None,
-               binarize: str, size: int | None, val_fraction: float, resume: bool,
-               overwrite: bool | None, writer: bool) -> tuple[LatentModel, list[dict[str, Any]]]:
-    if writer and not resume and overwrite is not None and rundir.holds_run(out):
+               data_opts: dict[str, Any], val_fraction: float, resume: bool,
+               overwrite: bool, writer: bool) -> tuple[LatentModel, list[dict[str, Any]]]:
+    if writer and not resume and rundir.holds_run(out):
         if not overwrite:
             raise ValueError(f"{str(out)!r} already holds a trained run; pass --resume to continue it "
                              "or --overwrite to replace it")
@@ -106,7 +109,7 @@ def _train_run(model: str, data: str, out: str | Path | None, model_options: dic
         full = load_from_info(saved["data"], "train", data_dir)
         net = rundir.load(out)
     else:
-        full = load_dataset(data, "train", data_dir=data_dir, binarize=binarize, size=size)
+        full = load_dataset(data, "train", data_dir=data_dir, **data_opts)
         torch.manual_seed(train_cfg.seed)  # the seed also fixes the initial weights
         net = build_model(model, **model_params_for(model, full, model_options))
     train, val = split_validation(full, val_fraction, seed=train_cfg.seed)

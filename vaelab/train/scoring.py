@@ -6,18 +6,19 @@ from typing import Any
 
 import torch
 
-from ..data import Dataset, batches, for_evaluation
+from ..data import Dataset, for_evaluation
 from ..distributions import get_likelihood
 from ..models import LatentModel
 
 
 def check_data_for_model(model: LatentModel, ds: Dataset) -> None:
     """Boundary checks: shapes, labels for conditional models, [0, 1] for Bernoulli."""
-    model.check_input(ds.x[:1])
+    model.check_input(ds.take(1))  # (not ds.x: a uint8 training set is never converted whole)
     lik = getattr(model.config, "likelihood", None)
-    if lik and get_likelihood(lik).needs_unit_interval and (ds.x.min() < 0 or ds.x.max() > 1):
+    lo, hi = ds.value_range() if lik and get_likelihood(lik).needs_unit_interval else (0.0, 1.0)
+    if lo < 0 or hi > 1:
         raise ValueError(f"likelihood={lik!r} needs data in [0, 1]; data {ds.info.name!r} spans "
-                         f"[{float(ds.x.min()):.3g}, {float(ds.x.max()):.3g}]: use likelihood='gaussian'")
+                         f"[{lo:.3g}, {hi:.3g}]: use likelihood='gaussian'")
     if model.n_classes:
         if ds.y is None:
             raise ValueError(f"model {model.name!r} is conditional but data {ds.info.name!r} has no labels")
@@ -31,7 +32,7 @@ def score(model: LatentModel, ds: Dataset, batch_size: int = 1000) -> dict[str, 
     model.eval()
     ds = for_evaluation(ds)
     sums = {"elbo": 0.0, "recon": 0.0, "kl": 0.0, "mse": 0.0}
-    for xb, yb in batches(ds.x, ds.y, batch_size, shuffle=False, device=model.device):
+    for xb, yb in ds.batches(batch_size, shuffle=False, device=model.device):
         recon, kl = model.elbo_parts(xb, yb)
         kl = kl.sum(-1)
         sums["recon"] += float(recon.sum())

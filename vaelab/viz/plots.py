@@ -219,12 +219,17 @@ def plot_interpolate(model: LatentModel, test: Dataset, history: list, opts: Plo
                             row_labels=["lerp", "slerp"], col_labels=cols, xlabel="t")
 
 
-def plot_recon(model: LatentModel, test: Dataset, history: list, opts: PlotOptions) -> np.ndarray:
-    """n test images (top row) over their reconstructions (bottom row), upscaled."""
+def plot_recon(model: LatentModel, test: Dataset, history: list, opts: PlotOptions) -> Figure:
+    """n test images (row "original") over their reconstructions (row "reconstruction": the decoded mean at
+    the posterior mean), each shown 50 px wide; columns name the test image."""
     n = min(opts.n or 16, len(test))
     x, y = test.x[:n], None if test.y is None else test.y[:n]
     rec = decoded_means(model, posterior_means(model, x, y), _y(model, y))
-    return _grid(model, viz.pairs(x, rec, n), ncol=n)
+    grid = viz.image_grid(viz.pairs(x, rec, n), ncol=n)
+    return viz.image_figure(grid, f"{model.name}: test images and their reconstructions (decoded "
+                            f"{describe_codes(model)})", viz.grid_figure_size(2, n),
+                            row_labels=["original", "reconstruction"], col_labels=[str(i) for i in range(n)],
+                            xlabel="test image")
 
 
 def plot_samples(model: LatentModel, test: Dataset | None, history: list, opts: PlotOptions) -> np.ndarray:

@@ -2,6 +2,10 @@
 
 ``run_metrics`` / ``summarize_run`` read a run folder (``rundir.display_metrics``: eval.json when present,
 else the last row of metrics.jsonl) and draw its pictures; the ``*_html`` builders are pure and return strings.
+
+Likelihood numbers (ELBO, NLL, bits/dim) are only comparable on one scale (``distributions.Scale``: a
+discrete probability with so many levels, a density, or a Bernoulli cross-entropy). The metrics table
+gives every scale its own columns, so no column mixes two; ``one_scale`` refuses a set of runs on several.
 """
 from __future__ import annotations
 
@@ -16,6 +20,8 @@ from matplotlib.figure import Figure
 
 from .. import rundir
 from . import plots
+from ..distributions import Scale
+from ..eval.evaluate import data_levels, model_scale
 from ..models import model_class
 
 EVAL = rundir.EVAL
@@ -25,6 +31,7 @@ METRIC_COLUMNS: list[tuple[str, str, str]] = [
     ("kl", "KL (nats)", "{:.2f}"), ("recon_mse", "recon MSE", "{:.4f}"), ("active_units", "active units", "{:d}"),
     ("probe_accuracy", "probe accuracy", "{:.3f}"), ("frechet_distance", "FD", "{:.3g}"),
 ]
+SCALED = ("elbo", "nll", "bits_per_dim")   # likelihood numbers: a column holds one scale only
 REPORT_KINDS = ("latent", "samples", "recon", "curves")
 
 CSS = """
@@ -35,7 +42,7 @@ table{border-collapse:collapse;margin:1em 0;font-size:.92em}
 th,td{border:1px solid #ccc;padding:.3em .6em;text-align:right}th{background:#f3f3f3}
 td.text,th.text{text-align:left}
 .row{display:flex;flex-wrap:wrap;gap:1em;align-items:flex-start}
-figure{margin:0;flex:1 1 300px;max-width:100%}figure img{max-width:100%;height:auto;image-rendering:pixelated}
+figure{margin:0;flex:0 1 auto;max-width:100%}figure img{max-width:100%;height:auto;image-rendering:pixelated}
 figcaption{font-size:.85em;color:#555;margin-top:.3em}.na{color:#999;font-style:italic}
 """
 
@@ -50,6 +57,7 @@ class RunSummary:
     metrics: dict[str, Any]
     source: str
     pictures: dict[str, Any] = field(default_factory=dict)   # kind -> ndarray | Figure | reason (str)
+    scale: Scale | None = None                                # the scale of its likelihood numbers (None: none)
 
 
 # -- reading run folders ----------------------------------------------------------------------------------
@@ -73,13 +81,26 @@ def run_metrics(run: str | Path) -> tuple[dict[str, Any], str]:
     return out, f"{rundir.METRICS} (epoch {last.get('epoch', '?')}, {split}){note}"
 
 
+def recorded_scale(metrics: dict[str, Any]) -> Scale | None:
+    """The scale eval.json recorded with its numbers (None: not recorded)."""
+    if not metrics.get("scale"):
+        return None
+    return Scale(metrics["scale"], metrics.get("levels"), bool(metrics.get("dequantized")))
+
+
 def summarize_run(run: str | Path, data_dir: str | Path | None = None, name: str | None = None,
                   kinds: tuple[str, ...] = REPORT_KINDS, opts: plots.PlotOptions = plots.PlotOptions(),
                   data_path: str | Path | None = None) -> RunSummary:
     """Read a run folder and draw its report pictures (a kind that does not apply keeps its reason);
-    ``data_path`` overrides the data recorded in config.json (``plots.load_run``)."""
-    data = plots.load_run(run, data_dir, with_test=any(k in plots.NEEDS_TEST_DATA for k in kinds), data=data_path)
+    ``data_path`` overrides the data recorded in config.json (``plots.load_run``). Numbers without a recorded
+    scale (training rows, an older eval.json) get the undequantized scale of the model's likelihood on the data."""
     metrics, source = run_metrics(run)
+    scale = recorded_scale(metrics)
+    has_numbers = any(metrics.get(k) is not None for k in SCALED)
+    need_test = any(k in plots.NEEDS_TEST_DATA for k in kinds) or (scale is None and has_numbers)
+    data = plots.load_run(run, data_dir, with_test=need_test, data=data_path)
+    if scale is None and has_numbers:
+        scale = model_scale(data.model, data.test, dequantize=False)
     pictures: dict[str, Any] = {}
     for kind in kinds:
         try:
@@ -87,7 +108,28 @@ def summarize_run(run: str | Path, data_dir: str | Path | None = None, name: str
         except ValueError as e:
             pictures[kind] = str(e)
     return RunSummary(name or Path(run).name, data.model.name, data.config["data"]["name"],
-                      data.model.latent_dim, metrics, source, pictures)
+                      data.model.latent_dim, metrics, source, pictures, scale)
+
+
+def one_scale(runs: list[RunSummary]) -> Scale | None:
+    """The one scale of these runs' likelihood numbers; ValueError when they are on several (runs without a
+    likelihood do not count). Dequantized bounds and exact probabilities with the same levels agree: the
+    result says kind and levels only."""
+    keys = {r.scale.key: Scale(r.scale.kind, r.scale.levels) for r in runs if r.scale is not None}
+    if len(keys) > 1:
+        named = "; ".join(f"{r.name}: {r.scale.label}" for r in runs if r.scale is not None)
+        raise ValueError(f"these runs' likelihood numbers are on different scales ({named}): a discrete "
+                         "log-probability, a density and a cross-entropy cannot share a column")
+    return next(iter(keys.values()), None)
+
+
+def scale_groups(runs: list[RunSummary]) -> list[list[RunSummary]]:
+    """Runs with a likelihood grouped by scale (``Scale.key``), in order of first appearance."""
+    groups: dict[str, list[RunSummary]] = {}
+    for r in runs:
+        if r.scale is not None:
+            groups.setdefault(r.scale.key, []).append(r)
+    return list(groups.values())
 
 
 # -- pure HTML ------------------------------------------------------------------------------------------
@@ -100,9 +142,18 @@ def figure_html(picture: np.ndarray | Figure | str, caption: str) -> str:
     """<figure> with the embedded image, or the reason it is missing when ``picture`` is a str."""
     if isinstance(picture, str):
         body = f'<p class="na">not shown: {html.escape(picture)}</p>'
-    else:
-        body = f'<img src="{png_data_uri(picture)}" alt="{html.escape(caption)}">'
+    else:  # shown at its own pixel size (figures wrap rather than shrink), so its text keeps its size
+        w, h = picture_size(picture)
+        body = f'<img src="{png_data_uri(picture)}" width="{w}" height="{h}" alt="{html.escape(caption)}">'
     return f"<figure>{body}<figcaption>{html.escape(caption)}</figcaption></figure>"
+
+
+def picture_size(picture: np.ndarray | Figure) -> tuple[int, int]:
+    """(width, height) in pixels of the PNG a picture becomes."""
+    if isinstance(picture, Figure):
+        w, h = picture.get_size_inches() * picture.dpi
+        return round(w), round(h)
+    return picture.shape[1], picture.shape[0]
 
 
 def _fmt(value: Any, spec: str) -> str:
@@ -114,19 +165,86 @@ def _fmt(value: Any, spec: str) -> str:
         return html.escape(str(value))
 
 
+def _cell(r: RunSummary, key: str, spec: str) -> str:
+    """One number; an NLL with its Monte Carlo standard error, a Monte Carlo KL marked 'est.'."""
+    m = r.metrics
+    text = _fmt(m.get(key), spec)
+    se = {"nll": "nll_se", "bits_per_dim": "bits_per_dim_se", "kl": "kl_se"}.get(key)
+    if se and m.get(key) is not None and m.get(se):
+        text += f" &plusmn; {_fmt(m[se], '{:.2g}')}"
+    if key == "kl" and m.get("kl_estimated") and m.get(key) is not None:
+        text += " (est.)"
+    return text
+
+
+def split_of(r: RunSummary) -> str:
+    """What a run's numbers measure: 'test' (eval.json), else 'validation' or 'training' (last epoch)."""
+    if r.source == EVAL:
+        return "test"
+    return "validation" if "validation" in r.source else "training"
+
+
+def _columns(runs: list[RunSummary]) -> list[tuple[str, str, str, list[RunSummary]]]:
+    """(key, header, format, runs it holds): a metric gets one column per split (test / validation /
+    training) and a likelihood metric one per scale too, so no column mixes test with validation numbers
+    or two scales."""
+    cols = []
+    splits = list(dict.fromkeys(split_of(r) for r in runs))
+    for key, header, spec in METRIC_COLUMNS:
+        groups = scale_groups(runs) if key in SCALED else [runs]
+        for group in groups:
+            scale = one_scale(group) if key in SCALED else None
+            if key == "bits_per_dim" and scale.kind != "discrete":
+                continue  # bits/dim only where they are bits of a discrete image
+            for split in splits:
+                members = [r for r in group if split_of(r) == split]
+                if any(r.metrics.get(key) is not None for r in members):
+                    tags = ([scale.label] if scale is not None and len(groups) > 1 else []) + \
+                        ([split] if len(splits) > 1 else [])
+                    cols.append((key, header + (f" [{', '.join(tags)}]" if tags else ""), spec, members))
+    return cols
+
+
 def metrics_table(runs: list[RunSummary]) -> str:
-    """One row per run: model, dataset, latent_dim, each metric column some run has, and where the numbers came from."""
-    cols = [c for c in METRIC_COLUMNS if any(r.metrics.get(c[0]) is not None for r in runs)]  # drop empty ones
-    head = "".join(f"<th>{html.escape(h)}</th>" for _, h, _ in cols)
+    """One row per run: model, dataset, latent_dim, the scale of its likelihood numbers, each metric some
+    run has (a likelihood metric in one column per scale, blank for runs on another), and where the
+    numbers came from."""
+    cols = _columns(runs)
+    head = "".join(f"<th>{html.escape(h)}</th>" for _, h, _, _ in cols)
     rows = []
     for r in runs:
-        cells = "".join(f"<td>{_fmt(r.metrics.get(k), spec)}</td>" for k, _, spec in cols)
+        cells = "".join(f"<td>{_cell(r, k, spec) if any(r is m for m in members) else '&ndash;'}</td>"
+                        for k, _, spec, members in cols)
+        scale = html.escape(r.scale.label) if r.scale is not None else "no likelihood"
         rows.append(f'<tr class="run"><td class="text">{html.escape(r.name)}</td><td class="text">'
                     f'{html.escape(r.model)}</td><td class="text">{html.escape(r.dataset)}</td>'
-                    f"<td>{r.latent_dim}</td>{cells}<td class=\"text\">{html.escape(r.source)}</td></tr>")
+                    f'<td>{r.latent_dim}</td><td class="text">{scale}</td>{cells}'
+                    f'<td class="text">{html.escape(r.source)}</td></tr>')
     return (f'<table class="metrics"><thead><tr><th class="text">run</th><th class="text">model</th>'
-            f'<th class="text">dataset</th><th>latent_dim</th>{head}<th class="text">numbers from</th></tr>'
-            f"</thead><tbody>{''.join(rows)}</tbody></table>")
+            f'<th class="text">dataset</th><th>latent_dim</th><th class="text">scale</th>{head}'
+            f'<th class="text">numbers from</th></tr></thead><tbody>{"".join(rows)}</tbody></table>')
+
+
+SCALE_NOTE = ("Likelihood numbers are nats per example (bits/dim: per value, base 2) on the scale in the "
+              "'scale' column: 'discrete, L levels' is a log-probability of data with L values per dimension "
+              "(bits/dim >= 0; 'dequantized bound': a density turned into a lower bound on that probability by "
+              "uniform dequantization), 'density' a log-density (not a probability, any sign), 'cross-entropy' a "
+              "Bernoulli likelihood of non-binary data (no normalised distribution). Runs on different scales get "
+              "different columns: their numbers cannot be compared. NLL +/- its Monte Carlo standard error; "
+              "'est.': a Monte Carlo KL.")
+
+
+def label_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """``display_metrics`` output with every likelihood number's key naming its recorded scale, e.g.
+    'nll [discrete, 256 levels]' (for a page listing one run's numbers); unchanged without a recorded scale."""
+    values = metrics.get("values") or {}
+    scale = recorded_scale(values)
+    if scale is None:
+        return metrics
+    likelihood_keys = {"elbo", "recon", "nll", "nll_iw", "nll_exact", "bits_per_dim", "nll_se", "nll_iw_se",
+                       "bits_per_dim_se"}
+    out = {(f"{k} [{scale.label}]" if k in likelihood_keys else k): v for k, v in values.items()}
+    return {**metrics, "values": out}
 
 
 def section_html(title: str, text: str = "", figures: list[tuple[Any, str]] = (), extra: str = "") -> str:
@@ -155,7 +273,7 @@ def comparison_html(runs: list[RunSummary], title: str = "vaelab report") -> str
         raise ValueError("a report needs at least one run")
     kinds = list(dict.fromkeys(k for r in runs for k in r.pictures))
     body = [section_html("Metrics", "One row per run. 'numbers from' says whether they are the test-set "
-                         "evaluation (eval.json) or the last training epoch (metrics.jsonl).",
+                         "evaluation (eval.json) or the last training epoch (metrics.jsonl). " + SCALE_NOTE,
                          extra=metrics_table(runs))]
     for kind in kinds:
         figs = [(r.pictures.get(kind, "not drawn"), f"{r.name} ({r.model})") for r in runs]

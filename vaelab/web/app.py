@@ -1,6 +1,6 @@
 """The explorer's FastAPI app: ``create_app(run_dir)`` -> an ASGI app serving one page and a JSON API.
 
-Security model: it serves one run read-only. No endpoint takes a path; the page and its two assets are
+Security model: it serves one run read-only. No endpoint takes a path; the page and its assets (ASSETS) are
 read once from this package's ``static/`` folder; the only files opened are the run's own
 (config.json, model.safetensors, eval.json, metrics.jsonl) and the test split of its dataset.
 Every bad request gets a 4xx ``{"error": "..."}`` naming the bad value and what is allowed.
@@ -17,11 +17,12 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from .explorer import Explorer
-from .schemas import SCHEMAS, DecodeRequest, EncodeRequest, InterpolateRequest, SampleRequest
+from .schemas import SCHEMAS, DecodeRequest, EncodeRequest, InterpolateRequest, LikelihoodRequest, SampleRequest
 
 STATIC = Path(__file__).resolve().parent / "static"
 ASSETS = {"/": ("index.html", "text/html; charset=utf-8"),
-          "/static/app.js": ("app.js", "text/javascript; charset=utf-8"),
+          **{f"/static/{name}": (name, "text/javascript; charset=utf-8")
+             for name in ("common.js", "map.js", "draw.js", "app.js")},
           "/static/style.css": ("style.css", "text/css; charset=utf-8")}
 CSP = "default-src 'self'; img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'"
 
@@ -183,7 +184,7 @@ def create_app(run_dir: str | Path, data_dir: str | Path | None = None, max_poin
 
     @app.exception_handler(StarletteHTTPException)
     async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        allowed = "GET /, GET /api/info, POST /api/{decode,encode,sample,interpolate}"
+        allowed = "GET /, GET /api/info, POST /api/{decode,encode,likelihood,sample,interpolate}"
         return _error(f"{request.method} {request.url.path}: {exc.detail}; available: {allowed}", exc.status_code)
 
     def page(route: str) -> Response:
@@ -209,6 +210,11 @@ def create_app(run_dir: str | Path, data_dir: str | Path | None = None, max_poin
             raise ApiError(f"model {ex.name!r} is conditional: pass the class y; allowed: {allowed}")
         if y is not None and y >= ex.n_classes:
             raise ApiError(f"y={y} is not a class of this model; allowed: {allowed}")
+
+    def check_pixels(x: list[float]) -> None:
+        if len(x) != ex.pixel_count:
+            raise ApiError(f"x has {len(x)} values; this model takes {ex.pixel_count} "
+                           f"(flat pixels of shape {list(ex.model.input_shape)})")
 
     def check_index(name: str, index: int) -> None:
         if index >= ex.n_points:
@@ -236,11 +242,20 @@ def create_app(run_dir: str | Path, data_dir: str | Path | None = None, max_poin
             check_index("index", req.index)
             return ex.encode_index(req.index)
         assert req.x is not None
-        if len(req.x) != ex.pixel_count:
-            raise ApiError(f"x has {len(req.x)} values; this model takes {ex.pixel_count} "
-                           f"(flat pixels of shape {list(ex.model.input_shape)})")
+        check_pixels(req.x)
         check_y(req.y, required=True)
         return ex.encode_pixels(req.x, req.y)
+
+    @app.post("/api/likelihood")
+    def api_likelihood(req: LikelihoodRequest) -> dict[str, Any]:
+        check_pixels(req.x)
+        check_y(req.y, required=True)
+        if not ex.model.capabilities.likelihood:
+            raise ApiError(f"model {ex.name!r} has no likelihood p(x) (an autoencoder): log p(x) is not defined")
+        try:
+            return ex.log_likelihood(req.x, req.y, req.k, req.seed)
+        except ValueError as e:  # e.g. pixels outside [0, 1] under a Bernoulli likelihood
+            raise ApiError(str(e)) from None
 
     @app.post("/api/sample")
     def api_sample(req: SampleRequest) -> dict[str, Any]:
@@ -253,6 +268,7 @@ def create_app(run_dir: str | Path, data_dir: str | Path | None = None, max_poin
         check_index("j", req.j)
         check_y(req.y, required=False)
         images, points = ex.interpolate(req.i, req.j, req.steps, req.method, req.y)
-        return {"images": images, "map": points.round(4).tolist(), "shape": list(ex.model.input_shape)}
+        return {"images": images, "map": points.round(4).tolist(), "shape": list(ex.model.input_shape),
+                "ends": ex.render(ex.x[[req.i, req.j]])}  # the two test images themselves
 
     return app

@@ -17,6 +17,7 @@ MAX_TEMPERATURE = 10.0
 Z_LIMIT = 1e3        # |z_i| allowed in /api/decode
 X_LIMIT = 1e6        # |x_i| allowed in /api/encode
 MAX_VECTOR = 1 << 20  # hard cap on list lengths before the model-specific checks
+MAX_K = 5000         # importance samples per /api/likelihood call
 
 LatentValue = Annotated[float, Field(ge=-Z_LIMIT, le=Z_LIMIT, allow_inf_nan=False)]
 PixelValue = Annotated[float, Field(ge=-X_LIMIT, le=X_LIMIT, allow_inf_nan=False)]
@@ -44,6 +45,13 @@ class EncodeRequest(_Request):
         return self
 
 
+class LikelihoodRequest(_Request):
+    x: list[PixelValue] = Field(min_length=1, max_length=MAX_VECTOR)  # flat pixels of one example
+    y: Label | None = None                                             # its class (conditional models)
+    k: Annotated[int, Field(ge=1, le=MAX_K)] = 100                     # importance samples (IWAE_k)
+    seed: Annotated[int, Field(ge=0, le=2 ** 31 - 1)] = 0              # same seed, same estimate
+
+
 class SampleRequest(_Request):
     n: Annotated[int, Field(ge=1, le=MAX_N)] = 16
     temperature: Annotated[float, Field(gt=0, le=MAX_TEMPERATURE, allow_inf_nan=False)] = 1.0
@@ -60,5 +68,5 @@ class InterpolateRequest(_Request):
 
 SCHEMAS: dict[str, type[BaseModel]] = {
     "/api/decode": DecodeRequest, "/api/encode": EncodeRequest,
-    "/api/sample": SampleRequest, "/api/interpolate": InterpolateRequest,
+    "/api/sample": SampleRequest, "/api/interpolate": InterpolateRequest, "/api/likelihood": LikelihoodRequest,
 }
