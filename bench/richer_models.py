@@ -23,6 +23,8 @@ epochs, up to 2000 epochs with early stopping after 50, K=5000 test samples) and
 stopping: vaelab's early stopping needs a validation split, which this bench does not hold out).
 
     VAELAB_DATA_DIR=/work/shared/data .venv/bin/python bench/richer_models.py --minutes 3 --test-subset 2000
+    # or one process per configuration (each on its own core), then one table:
+    ... --configs vamp-1L --json vamp.json  (x3) ;  .venv/bin/python bench/richer_models.py --report *.json
     .venv/bin/python bench/richer_models.py --minutes 0.2 --train-subset 2000 --test-subset 100 --k 50  # smoke
 """
 from __future__ import annotations
@@ -172,7 +174,17 @@ def main() -> None:
     ap.add_argument("--go", action="store_true", help="with --full: run it")
     ap.add_argument("--full-epochs", type=int, default=FULL["max_epochs"], help="with --full --go: epochs")
     ap.add_argument("--json", default=None, help="also write the results as JSON here")
+    ap.add_argument("--report", nargs="+", default=None, metavar="JSON",
+                    help="only print the table of earlier --json files (e.g. one per configuration, run in parallel)")
     args = ap.parse_args()
+    if args.report:
+        saved = [json.load(open(path)) for path in args.report]
+        args.k, args.n_test = saved[0]["args"]["k"], saved[0]["args"]["n_test"]
+        if any((s["args"]["k"], s["args"]["n_test"], s["args"]["test_subset"]) != (args.k, args.n_test, saved[0]["args"]["test_subset"])
+               for s in saved):
+            ap.error("--report: the files were scored with different K or test images; they cannot be paired")
+        report(args, [r for s in saved for r in s["rows"]])
+        return
     args.configs = [c.strip() for c in args.configs.split(",")]
     bad = [c for c in args.configs if c not in CONFIGS]
     if bad:

@@ -12,6 +12,7 @@ from torch.autograd.functional import jacobian
 from vaelab import objectives
 from vaelab.eval.likelihood import log_likelihood_estimate
 from vaelab.models import build_model
+from vaelab.models.vamp import VampMixture
 from vaelab.train import TrainConfig, fit
 
 SHAPE = (1, 8, 8)
@@ -46,6 +47,18 @@ def test_vamp_prior_is_the_log_mean_exp_of_the_pseudo_input_posteriors():
         got = model.prior(5).log_prob(z)
     assert got.shape == (4, 5)
     torch.testing.assert_close(got, expect, rtol=0, atol=1e-5)
+
+
+def test_vamp_mixture_is_exact_in_float32_for_narrow_components_far_from_zero():
+    """The matrix-product form of the mixture density cancels large terms; it must not lose precision."""
+    torch.manual_seed(0)
+    mu, logvar = 3 * torch.randn(50, 20, dtype=torch.float64), torch.full((50, 20), math.log(0.01), dtype=torch.float64)
+    z = mu[:8] + 0.1 * torch.randn(8, 20, dtype=torch.float64)                # near a component: large terms cancel
+    direct = -0.5 * ((z[:, None] - mu).square() / logvar.exp() + logvar + LOG_2PI).sum(-1)   # (8, K)
+    expect = torch.logsumexp(direct, -1) - math.log(50)
+    got = VampMixture(mu.float(), logvar.float(), 1).log_prob(z.float())
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got.double(), expect, rtol=0, atol=1e-4)
 
 
 def test_vamp_prior_is_a_density_and_its_draws_have_its_moments():

@@ -1,7 +1,7 @@
 """vaelab demo: the lecture's first act on the embedded digits - PCA vs autoencoder vs VAE, 2-D latents.
 
 It ends by writing OUT/report.html, one self-contained page telling the story on the demo's own data.
-PCA (a Gaussian density) and the VAE (a continuous Bernoulli density on [0, 1]) are compared on one scale:
+PCA and the VAE (both Gaussian densities, the VAE's with sigma 0.1) are compared on one scale:
 the digits take 17 levels (k / 16), and uniform dequantization turns each density into a lower bound on
 the probability of the discrete image (``vaelab.eval.likelihood``)."""
 from __future__ import annotations
@@ -29,7 +29,10 @@ from .common import friendly
 DEMO_MODELS: list[tuple[str, dict[str, Any], int]] = [
     ("pca", {"latent_dim": 2}, 1),
     ("ae", {"latent_dim": 2, "hidden": (256, 128)}, 150),
-    ("vae", {"latent_dim": 2, "hidden": (256, 128), "likelihood": "continuous-bernoulli"}, 150),
+    # a fixed-sigma Gaussian decoder: PCA's kind of density, and one whose dequantized bound stays tight
+    # (a continuous Bernoulli trained on the raw k/16 values piles its density onto 0 and 1: measured
+    # 220 bits/dim once dequantized, against log2 17 = 4.09 for a uniform guess)
+    ("vae", {"latent_dim": 2, "hidden": (256, 128), "likelihood": "gaussian", "sigma": 0.1}, 150),
 ]
 IW_SAMPLES = 100   # importance samples for the VAE's log-likelihood estimate in the report
 

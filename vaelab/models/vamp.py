@@ -70,10 +70,16 @@ class VampMixture(Distribution):
         return self.mu[k] + (0.5 * self.logvar[k]).exp() * eps
 
     def component_log_prob(self, value: Tensor) -> Tensor:
-        """log N(value; mu_k, diag(exp(logvar_k))) for every component: (..., K) for value (..., d)."""
-        z = value.unsqueeze(-2)                                    # (..., 1, d)
-        sq = (z - self.mu).square() * (-self.logvar).exp()         # (..., K, d)
-        return -0.5 * (sq + self.logvar + LOG_2PI).sum(-1)
+        """log N(value; mu_k, diag(exp(logvar_k))) for every component: (..., K) for value (..., d).
+
+        sum_j (z_j - mu_kj)^2 / v_kj expanded into matrix products (no (..., K, d) tensor, so scoring
+        1000 samples x 500 components stays cheap), in float64 (MPS has none: its own dtype there) because
+        the expansion cancels large terms: float32 loses ~0.01 nats for narrow components far from 0."""
+        work = value.dtype if value.device.type == "mps" else torch.float64
+        z, mu, logvar = value.to(work), self.mu.to(work), self.logvar.to(work)
+        prec = (-logvar).exp()                                     # (K, d) 1 / v
+        quad = z.square() @ prec.T - 2 * z @ (mu * prec).T + (mu.square() * prec).sum(-1)  # (..., K)
+        return (-0.5 * (quad.clamp_min(0) + (logvar + LOG_2PI).sum(-1))).to(value.dtype)
 
     def log_prob(self, value: Tensor) -> Tensor:
         """log (1/K) sum_k N(value; mu_k, ...): value (..., d) -> (...)."""

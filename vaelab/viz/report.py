@@ -21,13 +21,14 @@ from matplotlib.figure import Figure
 from .. import rundir
 from . import plots
 from ..distributions import Scale
-from ..eval.evaluate import data_levels, model_scale
+from ..eval.evaluate import model_scale
 from ..models import model_class
 
 EVAL = rundir.EVAL
 # (key in eval.json, column header, number format)
 METRIC_COLUMNS: list[tuple[str, str, str]] = [
     ("elbo", "ELBO (nats)", "{:.2f}"), ("nll", "NLL (nats)", "{:.2f}"), ("bits_per_dim", "bits/dim", "{:.3f}"),
+    ("ess", "ESS (mean)", "{:.1f}"),  # importance weights' effective sample size of K: small = NLL not converged
     ("kl", "KL (nats)", "{:.2f}"), ("recon_mse", "recon MSE", "{:.4f}"), ("active_units", "active units", "{:d}"),
     ("probe_accuracy", "probe accuracy", "{:.3f}"), ("frechet_distance", "FD", "{:.3g}"),
 ]
@@ -230,8 +231,9 @@ SCALE_NOTE = ("Likelihood numbers are nats per example (bits/dim: per value, bas
               "(bits/dim >= 0; 'dequantized bound': a density turned into a lower bound on that probability by "
               "uniform dequantization), 'density' a log-density (not a probability, any sign), 'cross-entropy' a "
               "Bernoulli likelihood of non-binary data (no normalised distribution). Runs on different scales get "
-              "different columns: their numbers cannot be compared. NLL +/- its Monte Carlo standard error; "
-              "'est.': a Monte Carlo KL.")
+              "different columns: their numbers cannot be compared. NLL +/- its Monte Carlo standard error; ESS: the "
+              "mean effective sample size of the K importance weights (a few: the NLL has not converged and its "
+              "standard error is optimistic); 'est.': a Monte Carlo KL.")
 
 
 def label_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
