@@ -211,7 +211,7 @@ def test_sample_arguments(digits_runs, tmp_path):
     assert_cli_error(cli("sample", digits_runs["cvae"], "--label", "10", "--out", tmp_path / "x.png"),
                      "class label 10", "allowed: 0..9")
     assert_cli_error(cli("reconstruct", digits_runs["vae"], "-n", "0", "--out", tmp_path / "x.png"),
-                     "-n 0 must be >= 1")
+                     "n=0 must be >= 1")
 
 
 # -- training failures ----------------------------------------------------------------------------------
