@@ -165,7 +165,9 @@ def test_sample_writes_a_png_grid(digits_runs, tmp_path):
     r = invoke("sample", digits_runs["vae"], "-n", "9", "--out", out, "--temperature", "0.7")
     assert r.exit_code == 0, r.output
     w, h = assert_png(out)
-    assert w == h == 2 * (3 * 9 + 1)  # 3x3 grid of 8x8 digits, 1-px padding, upscaled x2
+    from vaelab.viz.plots import upscale_for
+
+    assert w == h == upscale_for((1, 8, 8)) * (3 * 9 + 1)  # 3x3 grid of 8x8 digits, 1-px padding, upscaled
 
 
 def test_sample_label_for_cvae_and_seed_is_reproducible(digits_runs, tmp_path):
@@ -263,3 +265,18 @@ def test_train_on_mnist_one_epoch(mnist_dir, tmp_path):
     assert cfg["data"]["shape"] == [1, 28, 28] and cfg["data"]["n_classes"] == 10
     (row,) = rundir.read_metrics(run)
     assert row["val_elbo"] > -400  # well above an untrained decoder (~ -545 nats = 784 * log 2)
+
+
+@pytest.mark.parametrize("run,extra", [("vae", []), ("cvae", ["--label", "3"]), ("ae", ["--sampler", "gmm"])])
+def test_sample_is_plot_kind_samples(digits_runs, tmp_path, run, extra):
+    """One way to draw samples: `vaelab sample` is the short form of `vaelab plot --kind samples`."""
+    import numpy as np
+    from PIL import Image
+
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    src = tmp_path / run
+    shutil.copytree(digits_runs[run], src)  # a sampler is fitted into the run folder
+    assert invoke("sample", src, "-n", "9", "--seed", "3", "--out", a, *extra).exit_code == 0
+    r = invoke("plot", src, "--kind", "samples", "-n", "9", "--seed", "3", "--out", b, *extra)
+    assert r.exit_code == 0, r.output
+    assert np.array_equal(np.asarray(Image.open(a)), np.asarray(Image.open(b)))

@@ -21,8 +21,8 @@ from ..version import __version__
 # command -> (module under vaelab.cli that registers it, the first paragraph of its docstring)
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("core", "Train a model and write OUT/config.json, model.safetensors, metrics.jsonl."),
-    "sample": ("core", "Draw samples (the model's prior, or a sampler fitted to its codes) and write them as an "
-                       "image grid."),
+    "sample": ("core", "Draw samples (the model's prior, or a sampler fitted to its codes) into a PNG: short for "
+                       "plot --kind samples."),
     "reconstruct": ("core", "Test images (top row) and their reconstructions (bottom row)."),
     "demo": ("demo", "Train PCA, an autoencoder and a VAE with 2-D latents; write metrics.json, pictures and "
                      "report.html."),

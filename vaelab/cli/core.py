@@ -8,22 +8,19 @@ import typing
 from pathlib import Path
 from typing import Any, List, Optional
 
-import torch
 import typer
 
-from .. import rundir, samplers
+from .. import rundir
 from ..config import field_default, field_help, from_dict
 from ..models import DATA_FIELDS, REGISTRY, load_plugins, model_class
 from ..train import distributed
-from ..viz import grids as viz
-from ..data import BUILTIN, load_recorded
+from ..data import BUILTIN
 from ..objectives import ObjectiveConfig
 from ..train.run import resume_conflicts, train_run
 from ..train.loop import TrainConfig
 from . import app
 from .common import SCALARS, epoch_lines, friendly, option_type, parse_text, unwrap_optional
-from .plot import draw
-from .io import write_png
+from .plot import draw, draw_samples
 
 
 # -- vaelab train: options generated from the config dataclasses ------------------------------------------
@@ -237,28 +234,9 @@ def sample(
     refit: bool = typer.Option(False, help="fit the sampler again even when RUN/samplers/ holds one"),
     data_dir: Optional[Path] = typer.Option(None, help="where mnist/ lives, to fit a sampler (else $VAELAB_DATA_DIR)"),
 ) -> None:
-    """Draw samples (the model's prior, or a sampler fitted to its codes) and write them as an image grid."""
-    model = rundir.load(run)
-    if label is not None and model.n_classes == 0:
-        raise ValueError(f"--label {label} needs a conditional model; {model.name!r} is not")
-    if n > 10000:
-        raise ValueError(f"-n {n} is too many; allowed: 1..10000")
-    if sampler not in samplers.SAMPLERS:
-        raise ValueError(f"--sampler {sampler!r} is not known; allowed: {', '.join(samplers.SAMPLERS)}")
-    torch.manual_seed(seed)
-    if sampler == "prior":
-        if not model.has_likelihood:
-            raise ValueError(f"model {model.name!r} has no prior p(z) to sample: use --sampler gmm or --sampler "
-                             "two-stage (a density fitted to its codes of the training set)")
-        x = model.sample(n, label, temperature)
-    else:
-        fitted, fresh = samplers.for_run(run, sampler, model, lambda: load_recorded(
-            rundir.read_config(run).get("data"), "train", run, data_dir), refit=refit)
-        if fresh:
-            typer.echo(f"fitted sampler {sampler} to {fitted.n_codes} training codes -> {run / samplers.FOLDER / sampler}")
-        x = fitted.sample(model, n, temperature, torch.Generator().manual_seed(seed))
-    write_png(out, viz.upscale(viz.image_grid(x), 2 if model.input_shape[-1] < 32 else 1))
-    typer.echo(f"wrote {n} samples ({sampler}) to {out}")
+    """Draw samples (the model's prior, or a sampler fitted to its codes) into a PNG: short for plot --kind samples."""
+    typer.echo(draw_samples(run, out, n=n, label=label, temperature=temperature, seed=seed, sampler=sampler,
+                            refit=refit, data_dir=data_dir))
 
 
 @app.command()

@@ -1,13 +1,18 @@
 """vaelab plot: one picture of a run (latent scatter, manifold, interpolation, ... training curves)."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Optional
 
 import typer
 
+import torch
+
+from .. import rundir, samplers
+from ..data import load_recorded
 from ..rundir import write_picture
-from ..viz import plots
+from ..viz import grids, plots
 from . import app
 from .common import friendly
 
@@ -39,10 +44,47 @@ def plot(
     data: Optional[Path] = typer.Option(None, "--data", help="use this dataset (a built-in name or a path) "
                                         "instead of the one recorded in config.json"),
     seed: int = typer.Option(0, help="seeds prior draws and the choice of test images"),
+    sampler: str = typer.Option("prior", help="samples: prior (the model's own p(z)) | gmm | two-stage (a density "
+                                "fitted to the run's training codes on first use, kept in RUN/samplers/)"),
+    refit: bool = typer.Option(False, help="samples: fit the sampler again even when RUN/samplers/ holds one"),
 ) -> None:
     """Draw one picture of a trained run into a PNG."""
+    if kind == "samples":
+        typer.echo(draw_samples(run, out, n=n, label=label, temperature=temperature, seed=seed, sampler=sampler,
+                                refit=refit, data_dir=data_dir))
+        return
+    if sampler != "prior" or refit:
+        raise ValueError(f"--sampler / --refit apply to --kind samples only; got --kind {kind}")
     typer.echo(draw(kind, run, out, dims=dims, n=n, temperature=temperature, label=label, seed=seed,
                     data_dir=data_dir, data=data))
+
+
+def draw_samples(run: Path, out: Path, *, n: int | None = None, label: int | None = None, temperature: float = 1.0,
+                 seed: int = 0, sampler: str = "prior", refit: bool = False, data_dir: Path | None = None) -> str:
+    """Samples of ``run`` into the PNG ``out``: the one way (``vaelab plot --kind samples`` and its short form
+    ``vaelab sample``). ``sampler`` prior: the model's own p(z); gmm / two-stage: a density fitted to its
+    training codes (vaelab.samplers)."""
+    if sampler not in samplers.SAMPLERS:
+        raise ValueError(f"--sampler {sampler!r} is not known; allowed: {', '.join(samplers.SAMPLERS)}")
+    if n is not None and not 1 <= n <= 10000:
+        raise ValueError(f"n={n} must be >= 1 and <= 10000")
+    model = rundir.load(run)
+    if label is not None and model.n_classes == 0:
+        raise ValueError(f"--label {label} needs a conditional model; {model.name!r} is not")
+    if sampler == "prior":
+        return draw("samples", run, out, n=n, temperature=temperature, label=label, seed=seed, data_dir=data_dir)
+    if label is not None:
+        raise ValueError(f"--label applies to --sampler prior; {sampler!r} samples the codes of every class")
+    if temperature <= 0:
+        raise ValueError(f"temperature={temperature} must be > 0")
+    fitted, fresh = samplers.for_run(run, sampler, model, lambda: load_recorded(
+        rundir.read_config(run).get("data"), "train", run, data_dir), refit=refit)
+    note = f"fitted sampler {sampler} to {fitted.n_codes} training codes -> {run / samplers.FOLDER / sampler}\n" \
+        if fresh else ""
+    x = fitted.sample(model, n or 64, temperature, torch.Generator().manual_seed(seed))
+    write_picture(out, grids.upscale(grids.image_grid(x, ncol=math.ceil((n or 64) ** 0.5)),
+                                     plots.upscale_for(model.input_shape)), run)
+    return f"{note}wrote {n or 64} samples ({sampler}) of {model.name} run {str(run)!r} to {out}"
 
 
 def draw(kind: str, run: Path, out: Path, *, dims: str | None = None, n: int | None = None,

@@ -233,10 +233,18 @@ def plot_recon(model: LatentModel, test: Dataset, history: list, opts: PlotOptio
 
 
 def plot_samples(model: LatentModel, test: Dataset | None, history: list, opts: PlotOptions) -> np.ndarray:
-    """Decoded prior draws z ~ N(0, T^2 I): n in a square grid, or n per class, one row per class."""
+    """Decoded prior draws z ~ N(0, T^2 I): n in a square grid (of class ``label`` for a conditional model),
+    or without a label n per class, one row per class."""
     if opts.temperature <= 0:
         raise ValueError(f"temperature={opts.temperature} must be > 0")
+    if not model.has_likelihood:
+        raise ValueError(f"model {model.name!r} has no prior p(z) to sample: use --sampler gmm or --sampler "
+                         "two-stage (a density fitted to its codes of the training set)")
     torch.manual_seed(opts.seed)
+    if model.n_classes and opts.label is not None:
+        n = opts.n or 64
+        y = torch.full((n,), opts.label, dtype=torch.long, device=model.device)
+        return _grid(model, model.sample(n, y, opts.temperature).cpu(), ncol=math.ceil(math.sqrt(n)))
     if model.n_classes:
         n = opts.n or 8
         y = torch.arange(model.n_classes, device=model.device).repeat_interleave(n)
