@@ -53,6 +53,10 @@ def eval_run(
     workers: Optional[int] = typer.Option(None, help="CPU threads scoring batches (default: torch threads)"),
     device: str = typer.Option("auto", help="auto | cpu | cuda | mps"),
     progress: bool = typer.Option(True, help="show a progress bar for the NLL"),
+    dequantize: Optional[bool] = typer.Option(None, "--dequantize/--no-dequantize",
+                                              help="score a density model on discrete data by uniform "
+                                              "dequantization (a bound on the probability of the 8-bit/L-level "
+                                              "data, in bits/dim); default: yes when the data take fixed levels"),
 ) -> None:
     """Score a run on its test split; write RUN/eval.json and print a table."""
     if iw_samples < 1:
@@ -64,7 +68,8 @@ def eval_run(
     train = load_recorded(cfg.get("data"), "train", run, data_dir, data) if test.y is not None else None
     result = evaluate(model, test, train, iw_samples, batch_size=batch_size, chunk=chunk, seed=seed,
                       max_examples=max_examples, curve=parse_ints(curve_ks, "--curve-ks") if curve else None,
-                      fd=fd, cache_dir=cache_dir, workers=workers, progress=progress)
+                      fd=fd, cache_dir=cache_dir, workers=workers, progress=progress,
+                      dequantize=dequantize)
     rundir.write_eval(run, result, source)
     typer.echo(format_table(result))
     typer.echo(f"wrote {Path(run) / EVAL_JSON}")

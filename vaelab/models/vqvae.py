@@ -99,7 +99,9 @@ def _check(c: VQVAEConfig) -> None:
     if not c.sigma > 0:
         raise ValueError(f"sigma={c.sigma} must be > 0")
     activation(c.activation)
-    get_likelihood(c.likelihood)
+    if get_likelihood(c.likelihood).out_mult() != 1:
+        raise ValueError(f"likelihood={c.likelihood!r} needs several decoder outputs per value; vqvae's decoder "
+                         "gives one: use bernoulli, continuous-bernoulli, discretized-logistic or a gaussian")
     check_shape(c.input_shape, c.latent_dim)
 
 
