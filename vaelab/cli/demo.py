@@ -44,7 +44,7 @@ def demo_pictures(name: str, model: LatentModel, test) -> dict[str, Any]:
     pics: dict[str, Any] = {
         f"latent_{name}.png": viz.latent_scatter(z, None if y is None else y.numpy(),
                                                  title=f"{name}: test-set {plots.describe_codes(model)}"),
-        f"recon_{name}.png": viz.upscale(viz.image_grid(viz.pairs(x, model.reconstruct(x), 16), ncol=16), 4),
+        f"recon_{name}.png": plots.make_plot("recon", model, test, opts=plots.PlotOptions(n=16)),  # labelled rows
     }
     if name != "pca":
         torch.manual_seed(0)
