@@ -150,6 +150,12 @@ class Dataset:
             yield xb, None if yb is None else yb.to(device, non_blocking=True)
 
 
+def dequantize(x: Tensor, u: Tensor, levels: int) -> Tensor:
+    """y = (k + u) / L for data x = k / (L - 1) (k rounded) and u in [0, 1): same shape as u. Training on
+    y (``TrainConfig.dequantize``) fits the density that the dequantized bound of ``vaelab eval`` scores."""
+    return (torch.round(x * (levels - 1)) + u) / levels
+
+
 def check_finite(x: Tensor, what: str = "data") -> None:
     """Reject NaN/Inf at the boundary, naming how many and where the first one is."""
     if x.dtype == torch.uint8:

@@ -36,6 +36,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Bernoulli, Distribution, Independent, Normal
 
+from ..data import dequantize  # noqa: F401  (y = (k + u) / L; re-exported for eval.evaluate)
 from ..models import LatentModel
 
 LOG_2PI = math.log(2 * math.pi)
@@ -72,11 +73,6 @@ def chunk_generator(seed: int, first: int, offset: int) -> torch.Generator:
     """The CPU generator for one chunk of a model's own ``log_weights``: seeded from (seed, first example
     index, chunk offset), so a batch's numbers do not depend on what ran before it (or in other threads)."""
     return torch.Generator().manual_seed((seed * 1_000_003 + first * 7919 + offset) % (2 ** 63))
-
-
-def dequantize(x: Tensor, u: Tensor, levels: int) -> Tensor:
-    """y = (k + u) / L for data x = k / (L - 1) (k rounded) and u in [0, 1): same shape as u."""
-    return (torch.round(x * (levels - 1)) + u) / levels
 
 
 class UniformNoise:

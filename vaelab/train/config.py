@@ -30,6 +30,7 @@ class TrainConfig:
     early_stopping: int = 0   # stop after this many epochs without improving the monitor (0: off)
     monitor: str = "auto"     # early-stopping metric: auto, val_elbo, val_recon, val_kl, val_mse or loss
     max_minutes: float = 0.0  # stop after the epoch that passes this wall-clock budget (0: none)
+    dequantize: bool = False  # train on (k + u) / L, u ~ U[0, 1) fresh each step (data with L levels): the density eval's dequantized bound scores
 
     def __post_init__(self) -> None:
         for name in ("epochs", "batch_size", "max_bad_steps", "lr_step"):

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..data import Dataset
+from ..data import dequantize, Dataset
 from ..objectives import Objective
 from . import distributed
 from .config import TrainConfig, TrainingDiverged
@@ -67,6 +67,16 @@ def _step(t: Trainer, xb: torch.Tensor, yb: torch.Tensor | None, epoch: float, s
     return terms, loss
 
 
+def _dequantized(batches: Any, levels: int | None, gen: torch.Generator) -> Any:
+    """Each batch x = k / (L - 1) as y = (k + u) / L with u ~ U[0, 1) drawn from ``gen`` (on the CPU)."""
+    if not levels:
+        raise ValueError("dequantize=True needs data that take fixed levels (8-bit images, digits, binary); "
+                         "this data set is continuous")
+    for xb, yb in batches:
+        u = torch.rand(xb.shape, generator=gen).to(xb.device, xb.dtype)  # (B, *shape)
+        yield dequantize(xb, u, levels), yb
+
+
 def train_epoch(t: Trainer, train: Dataset, gen: torch.Generator, epoch: int, device: torch.device,
                 bar: Any) -> dict[str, Any]:
     """Steps over one shuffled pass of ``train``; returns the row without validation scores."""
@@ -76,6 +86,8 @@ def train_epoch(t: Trainer, train: Dataset, gen: torch.Generator, epoch: int, de
     lr = t.opt.param_groups[0]["lr"]  # the lr of the epoch's first step
     # uint8 data becomes float on the batch; crops, flips and dynamic-binarization bits are drawn from gen
     global_batches = train.batches(t.cfg.batch_size * t.world, generator=gen, device=device, train=True)
+    if t.cfg.dequantize:
+        global_batches = _dequantized(global_batches, train.info.levels, gen)
     for i, (xb, yb, scale) in enumerate(distributed.weighted_shards(global_batches, t.rank, t.world)):
         done = _step(t, xb, yb, epoch + i / t.steps_per_epoch, scale, epoch)
         t.sched.step()  # every step, skipped or not: the lr follows the (fractional) epoch
