@@ -13,6 +13,7 @@ from vaelab import objectives
 from vaelab.eval.likelihood import log_likelihood_estimate
 from vaelab.models import build_model
 from vaelab.models.vamp import VampMixture
+from vaelab.nn import ARCHS
 from vaelab.train import TrainConfig, fit
 
 SHAPE = (1, 8, 8)
@@ -141,11 +142,12 @@ def test_iaf_log_prob_by_inversion_equals_the_sampling_pass():
         torch.testing.assert_close(q.log_prob(z), log_q, rtol=0, atol=1e-9)
 
 
-def test_iaf_without_flow_steps_is_the_vae_on_the_same_weights():
+@pytest.mark.parametrize("arch", ARCHS)
+def test_iaf_without_flow_steps_is_the_vae_on_the_same_weights(arch):
     x = torch.rand(7, *SHAPE).bernoulli()
-    vae = small("vae", latent_dim=3).eval()
-    iaf = small("iaf", latent_dim=3, n_flows=0, context_dim=0).eval()
-    iaf.load_state_dict(vae.state_dict())
+    vae = small("vae", latent_dim=3, arch=arch).eval()
+    iaf = small("iaf", latent_dim=3, arch=arch, n_flows=0, context_dim=0).eval()
+    iaf.load_state_dict(vae.state_dict())  # strict: the same encoder / decoder modules
     with torch.no_grad():
         torch.testing.assert_close(iaf.log_weights(x, k=5, generator=_gen(4)),
                                    vae.log_weights(x, k=5, generator=_gen(4)), rtol=0, atol=1e-5)

@@ -163,9 +163,10 @@ class IAFVAE(VariationalAE):
     def __init__(self, config: IAFConfig) -> None:
         super().__init__(config)
         c = config
-        # the VAE's encoder, widened by the context h
+        # the VAE's encoder (same arguments as VariationalAE's: test_iaf_without_flow_steps_is_the_vae checks
+        # that the weights map 1:1 for every arch), widened by the context h
         self.encoder = Encoder(c.input_shape, c.hidden, 2 * c.latent_dim + c.context_dim, c.arch, c.activation,
-                               c.n_classes)
+                               c.n_classes, resnet=c.resnet)
         self.steps = nn.ModuleList(MADE(c.latent_dim, c.context_dim, c.flow_hidden, c.activation, t % 2 == 1)
                                    for t in range(c.n_flows))
 
