@@ -237,10 +237,7 @@ def plot_samples(model: LatentModel, test: Dataset | None, history: list, opts: 
     or without a label n per class, one row per class."""
     if opts.temperature <= 0:
         raise ValueError(f"temperature={opts.temperature} must be > 0")
-    if not model.has_likelihood:
-        raise ValueError(f"model {model.name!r} has no prior p(z) to sample: use --sampler gmm or --sampler "
-                         "two-stage (a density fitted to its codes of the training set)")
-    torch.manual_seed(opts.seed)
+    torch.manual_seed(opts.seed)  # (an ae has no prior: its N(0, I) "samples" are what the report contrasts)
     if model.n_classes and opts.label is not None:
         n = opts.n or 64
         y = torch.full((n,), opts.label, dtype=torch.long, device=model.device)
