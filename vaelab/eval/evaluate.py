@@ -43,7 +43,7 @@ DEQUANT_DRAWS = 16  # u draws per example for an exact density's dequantized bou
 
 def data_levels(ds: Dataset) -> int | None:
     """Values per dimension of the data (DataInfo.levels when declared, else read off the values)."""
-    return getattr(ds.info, "levels", None) or grid_levels(ds.x)
+    return ds.info.levels or grid_levels(ds.x)
 
 
 def model_scale(model: LatentModel, ds: Dataset, dequantize: bool | None = None) -> Scale | None:
