@@ -153,6 +153,10 @@ def test_conv_vqvae_trains_uses_its_codebook_and_round_trips(digits, tmp_path):
     b = model.sample(6, generator=torch.Generator().manual_seed(3))
     assert a.shape == (6, 1, 8, 8) and torch.equal(a, b)
     assert model.prior(4).log_prob(model.encode(test.x[:4]).mean).isfinite().all()
+    from vaelab.eval.evaluate import evaluate  # eval.json reports the codebook's usage and perplexity
+
+    stats = evaluate(model, test, iw_samples=2, fd=False, max_examples=len(test))["latent_stats"]
+    assert stats == pytest.approx(after) and 1 <= stats["perplexity"] <= 16
 
 
 def test_bad_configs_are_refused():

@@ -160,6 +160,7 @@ def evaluate(model: LatentModel, test: Dataset, train: Dataset | None = None, iw
             out["iwae_curve"] = {str(k): v for k, v in iwae_curve(model, scored.x, curve, y, seed=seed,
                                                                  batch_size=batch_size, chunk=chunk,
                                                                  levels=levels).items()}
+    out["latent_stats"] = model.latent_stats(scored.x) or None  # e.g. vqvae: codebook usage, perplexity
     labelled = train is not None and train.y is not None and test.y is not None
     if labelled:
         out["probe_accuracy"] = probe_accuracy(model, train, scored, stats["means"], probe_max_train, seed)

@@ -214,6 +214,12 @@ class LatentModel(nn.Module):
         recon, rate = self.log_weight_parts(x, y, k, generator)
         return recon - rate.sum(-1)
 
+    @torch.no_grad()
+    def latent_stats(self, x: Tensor) -> dict[str, float]:
+        """Numbers a model reports about its latent codes of x (eval.json ``latent_stats``; e.g. the VQ-VAE's
+        codebook usage and perplexity). None by default."""
+        return {}
+
     def extra_losses(self, x: Tensor, y: Tensor | None = None) -> dict[str, Tensor]:
         """Named scalar terms added to the training loss (models with ``capabilities.extra_losses``)."""
         return {}

@@ -236,6 +236,10 @@ class VQVAE(LatentModel):
         return self.decode(self.prior(n, temperature).sample(generator=generator)).mean
 
     @torch.no_grad()
+    @torch.no_grad()
+    def latent_stats(self, x: Tensor) -> dict[str, float]:
+        return self.codebook_stats(x)
+
     def codebook_stats(self, x: Tensor, batch_size: int = 1000) -> dict[str, float]:
         """Codebook usage and perplexity of the codes of x (N, *shape) (perplexity K: every code equally used)."""
         idx = torch.cat([self.codes(x[i:i + batch_size].to(self.device)).flatten().cpu()
