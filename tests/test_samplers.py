@@ -119,3 +119,21 @@ def test_cli_samples_an_autoencoder_through_a_gmm(ae_run, tmp_path):
     assert_cli_error(cli("sample", ae_run, "--out", tmp_path / "p.png"), "has no prior", "--sampler gmm")
     assert_cli_error(cli("sample", ae_run, "--sampler", "vamp", "--out", tmp_path / "p.png"),
                      "--sampler 'vamp' is not known", "prior, gmm, two-stage")
+
+
+def test_report_shows_the_samples_of_a_stored_sampler_for_the_current_weights(ae_run, tmp_path):
+    page = tmp_path / "r.html"
+    assert cli("report", ae_run, "--out", page).exit_code == 0
+    assert "Samples from a Gaussian mixture" not in page.read_text()                     # none fitted yet
+    assert cli("sample", ae_run, "--sampler", "gmm", "--out", tmp_path / "g.png").exit_code == 0
+    r = cli("report", ae_run, "--out", page)
+    assert r.exit_code == 0, r.output
+    assert page.read_text().count("Samples from a Gaussian mixture fitted to the training codes") == 1
+    model = rundir.load(ae_run)
+    with torch.no_grad():
+        next(model.parameters()).add_(0.1)
+    cfg = rundir.read_config(ae_run)
+    rundir.save_model(ae_run, model, **{k: v for k, v in cfg.items() if k not in ("model", "model_config")})
+    r = cli("report", ae_run, "--out", page)                                              # retrained: stale sampler
+    assert r.exit_code == 0, r.output
+    assert "Samples from a Gaussian mixture" not in page.read_text()

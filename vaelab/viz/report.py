@@ -16,13 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from matplotlib.figure import Figure
 
-from .. import rundir
-from . import plots
+from .. import rundir, samplers
+from . import grids, plots
 from ..distributions import Scale
 from ..eval.evaluate import model_scale
-from ..models import model_class
+from ..models import LatentModel, model_class
 
 EVAL = rundir.EVAL
 # (key in eval.json, column header, number format)
@@ -108,8 +109,22 @@ def summarize_run(run: str | Path, data_dir: str | Path | None = None, name: str
             pictures[kind] = plots.make_plot(kind, data.model, data.test, data.history, opts)
         except ValueError as e:
             pictures[kind] = str(e)
+    if "samples" in kinds:
+        pictures.update(sampler_pictures(run, data.model, opts))
     return RunSummary(name or Path(run).name, data.model.name, data.config["data"]["name"],
                       data.model.latent_dim, metrics, source, pictures, scale)
+
+
+def sampler_pictures(run: str | Path, model: LatentModel, opts: plots.PlotOptions) -> dict[str, np.ndarray]:
+    """Samples from each post-hoc sampler stored in the run (``vaelab sample RUN --sampler gmm`` fits and
+    stores one) and fitted to its current weights: {"samples (gmm)": image grid}."""
+    out = {}
+    for name in samplers.SAMPLERS:
+        fitted = None if name == "prior" else samplers.load(run, name)
+        if fitted is not None:
+            x = fitted.sample(model, 64, 1.0, torch.Generator().manual_seed(opts.seed))  # (64, *shape)
+            out[f"samples ({name})"] = grids.upscale(grids.image_grid(x), plots.upscale_for(model.input_shape))
+    return out
 
 
 def one_scale(runs: list[RunSummary]) -> Scale | None:
@@ -266,7 +281,9 @@ def page_html(title: str, body: str, intro: str = "") -> str:
 KIND_TITLES = {"latent": "Latent space (test set)", "samples": "Samples from the prior",
                "recon": "Reconstructions (top: test images, bottom: reconstructions)",
                "curves": "Training curves", "manifold": "Decoded latent grid", "traverse": "Traversals",
-               "interpolate": "Interpolations"}
+               "interpolate": "Interpolations",
+               "samples (gmm)": "Samples from a Gaussian mixture fitted to the training codes (--sampler gmm)",
+               "samples (two-stage)": "Samples from a second VAE fitted to the training codes (--sampler two-stage)"}
 
 
 def comparison_html(runs: list[RunSummary], title: str = "vaelab report") -> str:
