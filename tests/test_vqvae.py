@@ -142,9 +142,12 @@ def test_conv_vqvae_trains_uses_its_codebook_and_round_trips(digits, tmp_path):
     model = _model(codebook_size=16, prior_channels=16)
     assert model.grid == (2, 2) and model.latent_dim == 12
     before = model.codebook_stats(test.x)
-    history = fit(model, train, None, cfg=TrainConfig(epochs=3, batch_size=64, lr=2e-3, progress=False, device="cpu"))
+    history = fit(model, train, test, cfg=TrainConfig(epochs=3, batch_size=64, lr=2e-3, progress=False, device="cpu"))
     assert history[-1]["loss"] < history[0]["loss"] and history[-1]["skipped_steps"] == 0
     after = model.codebook_stats(test.x)
+    # every epoch's row carries the validation codes' usage and perplexity (metrics.jsonl, the curves)
+    assert all(0 < r["val_codebook_usage"] <= 1 and 1 <= r["val_perplexity"] <= 16 for r in history)
+    assert history[-1]["val_perplexity"] == pytest.approx(model.codebook_stats(test.x[:1000])["perplexity"])
     assert after["perplexity"] > max(2.0, before["perplexity"] / 2) and 0 < after["codebook_usage"] <= 1
     rundir.save_model(tmp_path / "run", model)
     loaded = vaelab.load(tmp_path / "run")

@@ -28,11 +28,15 @@ def check_data_for_model(model: LatentModel, ds: Dataset) -> None:
 
 @torch.no_grad()
 def score(model: LatentModel, ds: Dataset, batch_size: int = 1000) -> dict[str, float]:
-    """Mean ELBO, recon, KL (nats/example, one posterior sample) and recon MSE per pixel on ``ds``."""
+    """Mean ELBO, recon, KL (nats/example, one posterior sample) and recon MSE per pixel on ``ds``, plus the
+    model's own latent statistics (``latent_stats``, e.g. VQ codebook usage) of its first batch."""
     model.eval()
     ds = for_evaluation(ds)
     sums = {"elbo": 0.0, "recon": 0.0, "kl": 0.0, "mse": 0.0}
-    for xb, yb in ds.batches(batch_size, shuffle=False, device=model.device):
+    stats: dict[str, float] = {}
+    for i, (xb, yb) in enumerate(ds.batches(batch_size, shuffle=False, device=model.device)):
+        if i == 0:
+            stats = model.latent_stats(xb)
         recon, kl = model.elbo_parts(xb, yb)
         kl = kl.sum(-1)
         sums["recon"] += float(recon.sum())
@@ -42,7 +46,7 @@ def score(model: LatentModel, ds: Dataset, batch_size: int = 1000) -> dict[str, 
     out = {k: v / len(ds) for k, v in sums.items()}
     if not model.has_likelihood:
         out = {"mse": out["mse"]}
-    return out
+    return {**out, **stats}
 
 
 def scores_finite(model: LatentModel, row: dict[str, Any], probe: Dataset | None) -> bool:
