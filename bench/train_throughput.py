@@ -11,14 +11,19 @@ The model is pytorch/examples/vae: MLP 784-400-20 (ReLU), Bernoulli likelihood o
   (d) the canonical loop (per-item Dataset + torch.utils.data.DataLoader, F.binary_cross_entropy on
       sigmoid outputs with reduction='sum' + closed-form KLD) examples/s and vaelab / canonical,
   (e) test loss (mean negative ELBO per test example, nats, one posterior sample) after the epochs,
-  (f) peak RSS of each training run (each runs in its own subprocess, so the RSS is its own).
+  (f) peak RSS of each training run (each runs in its own subprocess, so the RSS is its own),
+  (g) with --precisions fp32,bf16: (a), (c) and (e) once per training precision (TrainConfig.precision:
+      the networks under autocast, fp32 master weights, likelihood / KL / test loss in fp32); the ratio is
+      always to the fp32 GEMM limit, and the bf16 GEMM rate on the same shapes is printed beside it. On a
+      CPU without bf16 instructions (AVX512-BF16 / AMX) bf16 GEMMs are emulated and far slower than fp32.
 
 Next to wall-clock examples/s it prints examples per CPU-second of the process (time.process_time): on a
 shared machine that is the steadier number, and with --threads 1 the two agree when the machine is idle.
 With 2 intra-op threads on an oversubscribed machine torch's OpenMP threads wait on each other whenever
 one is descheduled, and every step slows by 10x or more: use --threads 1 (or OMP_NUM_THREADS=1) there.
 
-    VAELAB_DATA_DIR=/work/shared/data .venv/bin/python bench/train_throughput.py [--epochs 10] [--quick]
+    VAELAB_DATA_DIR=/work/shared/data .venv/bin/python bench/train_throughput.py [--epochs 10] [--quick] \
+        [--precisions fp32,bf16]
 """
 from __future__ import annotations
 
@@ -35,6 +40,7 @@ import torch
 BATCH, LR, HIDDEN, LATENT, PIXELS = 128, 1e-3, 400, 20, 784
 # (in, out) of each linear layer; the encoder's 400 -> 2*20 head is fc21 + fc22 of the example
 LAYERS = [(PIXELS, HIDDEN), (HIDDEN, 2 * LATENT), (LATENT, HIDDEN), (HIDDEN, PIXELS)]
+LOW = {"bf16": torch.bfloat16, "fp16": torch.float16}  # the 16-bit precisions' GEMM dtypes
 
 
 def peak_rss_mb() -> float:
@@ -49,12 +55,12 @@ def gemm_flops_per_example() -> int:
     return 2 * macs
 
 
-def gemm_limit(seconds: float = 2.0, repeats: int = 5) -> dict[str, float]:
-    """Best-of-``repeats`` time of one training step's GEMMs (torch.matmul, fp32, batch 128)."""
+def gemm_limit(seconds: float = 2.0, repeats: int = 5, dtype: torch.dtype = torch.float32) -> dict[str, float]:
+    """Best-of-``repeats`` time of one training step's GEMMs (torch.matmul, ``dtype``, batch 128)."""
     g = torch.Generator().manual_seed(0)
-    ws = [torch.randn(o, i, generator=g) for i, o in LAYERS]      # (out, in) like nn.Linear
-    xs = [torch.randn(BATCH, i, generator=g) for i, _ in LAYERS]  # (B, in)
-    gs = [torch.randn(BATCH, o, generator=g) for _, o in LAYERS]  # (B, out)
+    ws = [torch.randn(o, i, generator=g).to(dtype) for i, o in LAYERS]      # (out, in) like nn.Linear
+    xs = [torch.randn(BATCH, i, generator=g).to(dtype) for i, _ in LAYERS]  # (B, in)
+    gs = [torch.randn(BATCH, o, generator=g).to(dtype) for _, o in LAYERS]  # (B, out)
 
     def step() -> None:
         for k, (w, x, gr) in enumerate(zip(ws, xs, gs)):
@@ -63,14 +69,14 @@ def gemm_limit(seconds: float = 2.0, repeats: int = 5) -> dict[str, float]:
             if k > 0:
                 torch.matmul(gr, w)       # dX (B, in)
 
-    for _ in range(50):
+    for _ in range(50 if dtype == torch.float32 else 5):
         step()
     t0 = time.perf_counter()
     n = 0
     while time.perf_counter() - t0 < seconds / repeats:
         step()
         n += 1
-    n = max(n, 20)
+    n = max(n, 20 if dtype == torch.float32 else 3)
     best, best_cpu = float("inf"), float("inf")
     for _ in range(repeats):
         t, c = time.perf_counter(), time.process_time()
@@ -84,12 +90,13 @@ def gemm_limit(seconds: float = 2.0, repeats: int = 5) -> dict[str, float]:
 
 
 # -- (a) vaelab, in a worker process ------------------------------------------------------------------
-def run_vaelab(epochs: int, seed: int) -> dict:
+def run_vaelab(epochs: int, seed: int, precision: str = "fp32") -> dict:
     from vaelab.data import load_dataset
     from vaelab.models import build_model
     from vaelab.train import TrainConfig, fit, score
 
-    cfg = TrainConfig(epochs=epochs, batch_size=BATCH, lr=LR, seed=seed, device="cpu", progress=False)
+    cfg = TrainConfig(epochs=epochs, batch_size=BATCH, lr=LR, seed=seed, device="cpu", progress=False,
+                      precision=precision)
     train = load_dataset("mnist", "train", binarize="none")  # all 60k: no validation split
     model = build_model("vae", input_shape=train.info.shape, latent_dim=LATENT, hidden=(HIDDEN,),
                         activation="relu", likelihood="bernoulli")
@@ -106,7 +113,7 @@ def run_vaelab(epochs: int, seed: int) -> dict:
 
 
 # -- (d) the canonical pytorch/examples/vae loop, in a worker process --------------------------------
-def run_canonical(epochs: int, seed: int) -> dict:
+def run_canonical(epochs: int, seed: int, precision: str = "fp32") -> dict:
     import numpy as np
     from torch import nn
     from torch.nn import functional as F
@@ -176,7 +183,7 @@ def run_canonical(epochs: int, seed: int) -> dict:
             "test_loss": test_loss / len(test_loader.dataset), "peak_rss_mb": peak_rss_mb()}
 
 
-def run_floor(epochs: int, seed: int) -> dict:
+def run_floor(epochs: int, seed: int, precision: str = "fp32") -> dict:
     """RSS of torch itself after one Adam step (Optimizer.step imports torch._dynamo): no data, no vaelab."""
     model = torch.nn.Linear(4, 4)
     model(torch.randn(2, 4)).sum().backward()
@@ -184,10 +191,10 @@ def run_floor(epochs: int, seed: int) -> dict:
     return {"peak_rss_mb": peak_rss_mb()}
 
 
-def worker(kind: str, epochs: int, seed: int, threads: int) -> dict:
+def worker(kind: str, epochs: int, seed: int, threads: int, precision: str = "fp32") -> dict:
     """Run one trainer in a fresh interpreter; its peak RSS is its own."""
     cmd = [sys.executable, __file__, "--worker", kind, "--epochs", str(epochs), "--seed", str(seed),
-           "--threads", str(threads)]
+           "--threads", str(threads), "--precisions", precision]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
@@ -200,14 +207,19 @@ def main() -> None:
     p.add_argument("--quick", action="store_true", help="1 epoch of each (smoke test)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: torch's default)")
+    p.add_argument("--precisions", default="fp32",
+                   help="comma-separated training precisions for vaelab, e.g. fp32,bf16 (default fp32)")
     p.add_argument("--worker", choices=["vaelab", "canonical", "floor"], help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
     if a.worker:
         fn = {"vaelab": run_vaelab, "canonical": run_canonical, "floor": run_floor}[a.worker]
-        print(json.dumps(fn(a.epochs, a.seed)))
+        print(json.dumps(fn(a.epochs, a.seed, a.precisions)))
         return
+    precisions = [x.strip() for x in a.precisions.split(",") if x.strip()]
+    if not precisions or precisions[0] != "fp32" or len(set(precisions)) != len(precisions):
+        sys.exit(f"--precisions={a.precisions!r}: a list of distinct values starting with fp32 (the reference)")
     if "VAELAB_DATA_DIR" not in os.environ:
         sys.exit("set VAELAB_DATA_DIR to the folder holding mnist/ (e.g. /work/shared/data)")
     epochs = 1 if a.quick else a.epochs
@@ -216,10 +228,14 @@ def main() -> None:
           f"load average {os.getloadavg()[0]:.2f}", flush=True)
     g0 = gemm_limit()
     print(f"GEMM limit (before): {g0['gflops']:.1f} GFLOP/s -> {g0['examples_per_s']:,.0f} examples/s", flush=True)
-    v = worker("vaelab", epochs, a.seed, a.threads)
-    print(f"vaelab: {v['examples_per_s']:,.0f} examples/s over {epochs} epoch(s) "
-          f"(per epoch {v['epoch_examples_per_s']}), test loss {v['test_loss']:.2f} nats, "
-          f"peak RSS {v['peak_rss_mb']:.0f} MB", flush=True)
+    runs = {}
+    for prec in precisions:
+        runs[prec] = worker("vaelab", epochs, a.seed, a.threads, prec)
+        r = runs[prec]
+        print(f"vaelab {prec}: {r['examples_per_s']:,.0f} examples/s over {epochs} epoch(s) "
+              f"(per epoch {r['epoch_examples_per_s']}), test loss {r['test_loss']:.2f} nats, "
+              f"peak RSS {r['peak_rss_mb']:.0f} MB", flush=True)
+    v = runs["fp32"]
     c = worker("canonical", canon_epochs, a.seed, a.threads) if canon_epochs > 0 else None
     if c:
         print(f"canonical DataLoader loop: {c['examples_per_s']:,.0f} examples/s over {canon_epochs} epoch(s) "
@@ -245,7 +261,20 @@ def main() -> None:
           + (f"   canonical ({canon_epochs} ep): {c['test_loss']:.2f}" if c else ""))
     print(f"(f) vaelab peak RSS                {v['peak_rss_mb']:>10.0f} MB"
           + (f"   canonical: {c['peak_rss_mb']:.0f} MB" if c else "")
-          + f"   torch + one Adam step alone: {floor:.0f} MB; MNIST float32 train + test: 219 MB")
+          + f"   torch + one Adam step alone: {floor:.0f} MB")
+    if len(runs) > 1:
+        print(f"(g) per precision ({epochs} ep)      examples/s  per CPU-s  / fp32 GEMM limit (wall, CPU)  "
+              f"test loss   peak RSS")
+        for prec, r in runs.items():
+            print(f"    {prec:5s}                    {r['examples_per_s']:>10,.0f} {r['examples_per_cpu_s']:>10,.0f}"
+                  f"   {r['examples_per_s'] / g['examples_per_s']:>8.2f} {r['examples_per_cpu_s'] / gc:>6.2f}"
+                  f"          {r['test_loss']:>7.2f}   {r['peak_rss_mb']:>5.0f} MB")
+        for prec in runs:
+            if prec in LOW:
+                b = gemm_limit(dtype=LOW[prec])
+                print(f"    {prec} GEMM rate on the same shapes: {b['gflops']:.1f} GFLOP/s -> "
+                      f"{b['examples_per_s']:,.0f} examples/s ({b['examples_per_s'] / g['examples_per_s']:.2f} "
+                      "of the fp32 limit)")
 
 
 if __name__ == "__main__":

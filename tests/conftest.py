@@ -62,6 +62,7 @@ MODEL_KWARGS: dict[str, dict[str, Any]] = {
     "iaf-cvae": {"hidden": (32,), "flow_hidden": (16,), "context_dim": 8},
     "vqvae": {"arch": "mlp", "hidden": (32,), "n_codes": 2, "code_dim": 2, "codebook_size": 8,
               "prior_channels": 8, "prior_layers": 2},
+    "vaegan": {"hidden": (32,), "disc_hidden": (32,), "disc_features": 16},
 }
 
 # Settings of the shared trained runs: (model options, epochs)

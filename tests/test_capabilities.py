@@ -23,6 +23,7 @@ def test_every_model_declares_capabilities():
         assert isinstance(cls.capabilities, Capabilities), name
         caps = cls.capabilities
         assert not (caps.exact_likelihood and not caps.likelihood), name
+        assert caps.prior or not (caps.likelihood or caps.standard_prior), name  # p(x) and N(0, I) need a p(z)
 
 
 def test_standard_prior_is_n01(built):

@@ -205,20 +205,28 @@ def test_demo_writes_metrics_and_pictures(tmp_path):
     r = invoke("demo", "--out", out, "--epochs-scale", "0.02", "--no-progress")
     assert r.exit_code == 0, r.output
     metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics) == {"pca", "ae", "vae"}
+    quality = metrics.pop("sample_quality")
+    story, contrast = ["pca", "ae", "vae", "vaegan"], ["ae-16", "vae-16"]
+    assert set(metrics) == set(story + contrast)
     for name in metrics:
         assert metrics[name]["recon_mse"] > 0
     assert {"elbo", "recon", "kl", "log_likelihood"} <= set(metrics["pca"])
     assert {"elbo", "recon", "kl"} <= set(metrics["vae"])
-    assert "elbo" not in metrics["ae"], "an autoencoder has no ELBO"
+    assert "elbo" not in metrics["ae"] and "elbo" not in metrics["vaegan"], "no ELBO without a likelihood"
     # exact PPCA log-likelihood >= its ELBO estimate, up to the one-sample noise
     assert metrics["pca"]["log_likelihood"] > metrics["pca"]["elbo"] - 1.0
-    pngs = [f"latent_{m}.png" for m in metrics] + [f"recon_{m}.png" for m in metrics] + \
-        ["samples_ae.png", "samples_vae.png"]
+    # the sampling act: every trained model's samples (and the ae's through a fitted GMM) scored
+    assert [q["name"] for q in quality] == ["ae", "ae + gmm", "vae", "vaegan", "ae-16", "vae-16"]
+    assert [q["source"] for q in quality] == ["N(0, I)", "gmm", "prior", "prior", "N(0, I)", "prior"]
+    assert all(0 <= q["precision"] <= 1 and 0 <= q["recall"] <= 1 and q["frechet_distance"] >= 0 for q in quality)
+    pngs = [f"latent_{m}.png" for m in story] + [f"recon_{m}.png" for m in story] + \
+        [f"samples_{m}.png" for m in story[1:] + contrast]
     for f in pngs:
         assert_png(out / f)
     for name in metrics:
-        assert rundir.load(out / name).name == name
+        assert rundir.load(out / name).name == name.split("-")[0]
+    page = (out / "report.html").read_text()
+    assert "Sampling, measured" in page and "VAE vs VAE-GAN" in page and "16 latent dimensions" in page
 
 
 def test_resume_continues_a_run(tmp_path):

@@ -137,3 +137,21 @@ def test_report_shows_the_samples_of_a_stored_sampler_for_the_current_weights(ae
     r = cli("report", ae_run, "--out", page)                                              # retrained: stale sampler
     assert r.exit_code == 0, r.output
     assert "Samples from a Gaussian mixture" not in page.read_text()
+
+
+def test_eval_scores_the_samples_of_a_fitted_sampler(ae_run, tmp_path):
+    """`vaelab eval --sampler gmm`: FD, sharpness and precision/recall of the GMM's samples, named in eval.json;
+    for an autoencoder they beat its N(0, I) decodes (which land off the codes' region)."""
+    runs = {}
+    for sampler in ("prior", "gmm"):
+        r = cli("eval", ae_run, "--iw-samples", "2", "--sampler", sampler, "--no-progress",
+                "--cache-dir", tmp_path / "cache")
+        assert r.exit_code == 0, r.output
+        runs[sampler] = json.loads((ae_run / "eval.json").read_text())
+    assert runs["prior"]["fd_sampler"] == "N(0, I)" and runs["gmm"]["fd_sampler"] == "gmm"
+    assert runs["gmm"]["frechet_distance"] < runs["prior"]["frechet_distance"]
+    assert (ae_run / "samplers" / "gmm" / "sampler.json").is_file()
+    page = tmp_path / "r.html"
+    assert cli("report", ae_run, "--out", page).exit_code == 0
+    assert f"{runs['gmm']['frechet_distance']:.3g} (gmm)" in page.read_text()
+    assert_cli_error(cli("eval", ae_run, "--sampler", "best"), "--sampler 'best' is not known", "prior, gmm")

@@ -24,7 +24,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sample": ("core", "Draw samples (the model's prior, or a sampler fitted to its codes) into a PNG: short for "
                        "plot --kind samples."),
     "reconstruct": ("core", "Test images (top row) and their reconstructions (bottom row)."),
-    "demo": ("demo", "Train PCA, an autoencoder and a VAE with 2-D latents; write metrics.json, pictures and "
+    "demo": ("demo", "Train PCA, an autoencoder, a VAE and a VAE-GAN with 2-D latents (and the autoencoder and "
+                     "VAE again with 16-D latents for the sampling contrast); write metrics.json, pictures and "
                      "report.html."),
     "plot": ("plot", "Draw one picture of a trained run into a PNG."),
     "report": ("report", "Write ONE self-contained HTML file: a metrics table (one row per run), latent scatters, "

@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import typer
 
-from .. import rundir
+from .. import rundir, samplers
 from ..data import load_recorded
 from ..eval.evaluate import evaluate
 from ..device import pick_device
@@ -33,6 +33,18 @@ def format_table(result: dict[str, Any]) -> str:
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
 
+def fitted_sampler(run: Path, name: str, model: Any, train: Callable[[], Any]) -> samplers.Sampler | None:
+    """None for 'prior'; else the run's stored sampler ``name``, fitted (and stored) now when missing or stale."""
+    if name not in samplers.SAMPLERS:
+        raise ValueError(f"--sampler {name!r} is not known; allowed: {', '.join(samplers.SAMPLERS)}")
+    if name == "prior":
+        return None
+    fitted, fresh = samplers.for_run(run, name, model, train)
+    if fresh:
+        typer.echo(f"fitted sampler {name} to {fitted.n_codes} training codes -> {run / samplers.FOLDER / name}")
+    return fitted
+
+
 @app.command(name="eval")
 @friendly
 def eval_run(
@@ -57,6 +69,9 @@ def eval_run(
                                               help="score a density model on discrete data by uniform "
                                               "dequantization (a bound on the probability of the 8-bit/L-level "
                                               "data, in bits/dim); default: yes when the data take fixed levels"),
+    sampler: str = typer.Option("prior", help="where FD / sharpness / precision-recall samples come from: prior "
+                                "(the model's own p(z)), gmm | two-stage (fitted to the training codes, stored "
+                                "in RUN/samplers/ like vaelab sample --sampler)"),
 ) -> None:
     """Score a run on its test split; write RUN/eval.json and print a table."""
     if iw_samples < 1:
@@ -66,10 +81,12 @@ def eval_run(
     model = rundir.load(run, pick_device(device))
     test = load_recorded(cfg.get("data"), "test", run, data_dir, data)
     train = load_recorded(cfg.get("data"), "train", run, data_dir, data) if test.y is not None else None
+    fitted = fitted_sampler(run, sampler, model, lambda: train or load_recorded(cfg.get("data"), "train", run,
+                                                                               data_dir, data))
     result = evaluate(model, test, train, iw_samples, batch_size=batch_size, chunk=chunk, seed=seed,
                       max_examples=max_examples, curve=parse_ints(curve_ks, "--curve-ks") if curve else None,
                       fd=fd, cache_dir=cache_dir, workers=workers, progress=progress,
-                      dequantize=dequantize)
+                      dequantize=dequantize, sampler=fitted)
     rundir.write_eval(run, result, source)
     typer.echo(format_table(result))
     typer.echo(f"wrote {Path(run) / EVAL_JSON}")

@@ -72,7 +72,7 @@ def draw_samples(run: Path, out: Path, *, n: int | None = None, label: int | Non
     if label is not None and model.n_classes == 0:
         raise ValueError(f"--label {label} needs a conditional model; {model.name!r} is not")
     if sampler == "prior":
-        if not model.has_likelihood:
+        if not model.has_prior:
             raise ValueError(f"model {model.name!r} has no prior p(z) to sample: use --sampler gmm or --sampler "
                              "two-stage (a density fitted to its codes of the training set)")
         return draw("samples", run, out, n=n, temperature=temperature, label=label, seed=seed, data_dir=data_dir)

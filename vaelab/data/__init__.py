@@ -1,5 +1,6 @@
 """Datasets as tensors: embedded digits and photos32, MNIST, Fashion-MNIST and CIFAR-10 (checksummed
-downloads), swiss roll, image folders, arrays; 8-bit data stays uint8 until the batch."""
+downloads), swiss roll, shapes (drawn sprites with ground-truth factors), image folders, arrays; 8-bit data
+stays uint8 until the batch."""
 from .datasets import (  # noqa: F401
     BINARIZE, BUILTIN, CROPS, DataInfo, Dataset, batches, check_binarize, check_finite, data_options,
     for_evaluation, info_dict, load_dataset, load_from_info, split_validation,

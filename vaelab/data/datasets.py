@@ -1,5 +1,5 @@
-"""Datasets by name: digits (embedded default), MNIST, Fashion-MNIST, CIFAR-10, photos32, swiss roll, image
-folders, arrays.
+"""Datasets by name: digits (embedded default), MNIST, Fashion-MNIST, CIFAR-10, photos32, swiss roll, shapes
+(drawn sprites with ground-truth factors), image folders, arrays.
 
 Every loader returns a :class:`~vaelab.data.store.Dataset`: 8-bit data (MNIST, Fashion-MNIST, CIFAR-10,
 photos32, image folders, uint8 arrays) is stored as uint8 and becomes float32 in [0, 1] on the batch;
@@ -20,8 +20,9 @@ from .info import (  # noqa: F401  (re-exported: vaelab.data.datasets was their 
 from .store import (  # noqa: F401
     Dataset, batches, check_finite, draw_bits, for_evaluation, split_validation,
 )
+from .shapes import FACTOR_NAMES
 
-BUILTIN = ("digits", "mnist", "fashion-mnist", "cifar10", "photos32", "swiss-roll")
+BUILTIN = ("digits", "mnist", "fashion-mnist", "cifar10", "photos32", "swiss-roll", "shapes")
 DEFAULT_TEST_FRACTION = {"digits": 0.2, "path": 0.1}  # data sets without a published test split
 
 
@@ -105,8 +106,8 @@ def _check_options(name: str, is_path: bool, size: int | None, crop: str, test_f
 def load_dataset(name: str, split: str = "train", data_dir: str | Path | None = None,
                  binarize: str = "none", size: int | None = None, seed: int = 0, crop: str = "center",
                  flip: bool = False, test_fraction: float | None = None) -> Dataset:
-    """Load ``name`` (a built-in name: digits | mnist | fashion-mnist | cifar10 | photos32 | swiss-roll; an
-    image folder; a .npy/.npz file).
+    """Load ``name`` (a built-in name: digits | mnist | fashion-mnist | cifar10 | photos32 | swiss-roll |
+    shapes (with ground-truth factors: ``Dataset.factors``); an image folder; a .npy/.npz file).
 
     ``size``, ``crop``: image folders resized to size x size (crop: center | random | squash, see
     DataInfo); ``flip``: random left-right flips of training batches; ``test_fraction``: the share held
@@ -119,13 +120,18 @@ def load_dataset(name: str, split: str = "train", data_dir: str | Path | None = 
         raise ValueError(f"data={name!r} is neither a built-in dataset {list(BUILTIN)} "
                          "nor an existing image folder / .npy / .npz file")
     _check_options(name, is_path, size, crop, test_fraction)
-    rows, fraction, file_classes = None, test_fraction, None
+    rows, fraction, file_classes, factors = None, test_fraction, None, None
     if is_path:
         name = str(Path(name).resolve())  # recorded absolute: the run works from any working directory
         x, y, is_image, levels, names = _from_path(Path(name), size, crop)
         file_classes = max(len(names), _count_classes(y, name))  # both splits agree, whatever each holds
         fraction = test_fraction or DEFAULT_TEST_FRACTION["path"]
         rows = torch.from_numpy(_path_split(len(x), split, seed, fraction))
+    elif name == "shapes":
+        from .shapes import SHAPES, load_shapes
+
+        x, y, factors = load_shapes(split)
+        is_image, levels, names = True, 2, SHAPES
     else:
         x, y, is_image, levels, names = _builtin(name, split, data_dir, test_fraction)
         fraction = (test_fraction or DEFAULT_TEST_FRACTION["digits"]) if name == "digits" else None
@@ -143,10 +149,11 @@ def load_dataset(name: str, split: str = "train", data_dir: str | Path | None = 
     info = DataInfo(name=name, shape=out_shape, n_classes=n_classes, is_image=is_image, binarize=binarize,
                     size=size, class_names=tuple(names), crop=crop, flip=flip, test_fraction=fraction,
                     levels=2 if binarize != "none" else levels)
-    ds = Dataset(xt, yt, info, rows)
+    ground = {} if factors is None else {"factors": torch.from_numpy(factors), "factor_names": FACTOR_NAMES}
+    ds = Dataset(xt, yt, info, rows, **ground)
     if binarize == "static":  # one fixed draw per split, the same on every load
         gen = torch.Generator().manual_seed(1234 + (split == "test"))
-        ds = Dataset(draw_bits(ds, gen, crop=False), ds.y, info)
+        ds = Dataset(draw_bits(ds, gen, crop=False), ds.y, info, **ground)
     return ds
 
 

@@ -65,13 +65,23 @@ class Dataset:
     info.shape (crop='random' keeps a margin to crop from); ``rows`` (None: all) picks this dataset's
     examples from it, so subsets and the validation split are views, not copies. ``x`` is the float32
     center-cropped view evaluation code reads, converted once on first access and kept; training reads
-    ``batches(..., train=True)`` and never converts the whole set."""
+    ``batches(..., train=True)`` and never converts the whole set.
 
-    def __init__(self, x: Tensor, y: Tensor | None, info: DataInfo, rows: Tensor | None = None) -> None:
+    Data drawn from known generative factors (``shapes``) carries them: ``factor_table`` (M, F) int64
+    indices of each stored example's factor values, named by ``factor_names``; ``factors`` is this
+    dataset's rows of it (None for data without factors)."""
+
+    def __init__(self, x: Tensor, y: Tensor | None, info: DataInfo, rows: Tensor | None = None,
+                 factors: Tensor | None = None, factor_names: tuple[str, ...] = ()) -> None:
+        if (factors is None) != (not factor_names) or (factors is not None and (
+                factors.dim() != 2 or len(factors) != len(x) or factors.shape[1] != len(factor_names))):
+            raise ValueError(f"factors must be (N={len(x)}, F) with F = {len(factor_names)} factor_names")
         self.storage = x          # (M, *stored_shape) uint8 or float32
         self.labels = y           # (M,) int64 or None
         self.info = info
         self.rows = rows          # (N,) int64 rows of storage, or None for all M
+        self.factor_table = factors          # (M, F) int64 factor indices, or None
+        self.factor_names = tuple(factor_names)
         self._x: Tensor | None = None
         self._y: Tensor | None = None
 
@@ -109,10 +119,18 @@ class Dataset:
             self._y = self.labels.index_select(0, self.rows)
         return self._y
 
+    @property
+    def factors(self) -> Tensor | None:
+        """(N, F) int64 ground-truth factor indices of this dataset's examples, or None (data without factors)."""
+        if self.factor_table is None or self.rows is None:
+            return self.factor_table
+        return self.factor_table.index_select(0, self.rows)
+
     def subset(self, idx: Tensor) -> "Dataset":
         """The examples at positions ``idx`` (int tensor), as a view of the same storage."""
         idx = torch.as_tensor(idx, dtype=torch.int64)
-        return Dataset(self.storage, self.labels, self.info, idx if self.rows is None else self.rows[idx])
+        return Dataset(self.storage, self.labels, self.info, idx if self.rows is None else self.rows[idx],
+                       self.factor_table, self.factor_names)
 
     def take(self, n: int) -> Tensor:
         """The first ``n`` examples as float32 (n, *info.shape), without converting the rest."""
@@ -198,7 +216,8 @@ def for_evaluation(ds: Dataset, seed: int = 4321) -> Dataset:
     """Dynamically binarized data is scored on one fixed Bernoulli draw (the usual protocol), kept as uint8."""
     if ds.info.binarize != "dynamic":
         return ds
-    return Dataset(draw_bits(ds, torch.Generator().manual_seed(seed), crop=True), ds.y, ds.info)
+    return Dataset(draw_bits(ds, torch.Generator().manual_seed(seed), crop=True), ds.y, ds.info,
+                   factors=ds.factors, factor_names=ds.factor_names)
 
 
 def batches(x: Tensor, y: Tensor | None, batch_size: int, *, shuffle: bool = True,

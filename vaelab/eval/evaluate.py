@@ -2,7 +2,8 @@
 
 The pieces live next door: log p(x) by importance sampling in :mod:`vaelab.eval.likelihood`, posterior
 statistics (active units, KL per group, the linear probe) in :mod:`vaelab.eval.latents`, FD_vaelab in
-:mod:`vaelab.eval.features`. Their names are re-exported here.
+:mod:`vaelab.eval.features`, MIG and DCI (data with ground-truth factors) in :mod:`vaelab.eval.disentangle`.
+Their names are re-exported here.
 
 eval.json's likelihood numbers (keys):
 - ``scale`` discrete | density | cross-entropy, ``levels`` (discrete: values per dimension), ``dequantized``
@@ -27,7 +28,10 @@ from ..data import Dataset, for_evaluation
 from ..distributions import Scale, grid_levels, likelihood_scale
 from ..fileio import finite_or_none
 from ..models import LatentModel
+from ..samplers import Sampler
+from .disentangle import disentanglement
 from .features import fd_vaelab
+from .quality import sample_quality
 from .latents import ACTIVE_THRESHOLD, active_units, posterior_stats, probe_accuracy
 from .likelihood import (UniformNoise, batch_log_weights, batch_slices, chunk_generator, default_sizes,  # noqa: F401
                          default_workers, dequantize, example_noise, fast_path, iwae_curve, log_likelihood,
@@ -125,8 +129,12 @@ def evaluate(model: LatentModel, test: Dataset, train: Dataset | None = None, iw
              batch_size: int | None = None, chunk: int | None = None, seed: int = 0,
              max_examples: int | None = None, curve: Sequence[int] | None = None, fd: bool = True,
              cache_dir: str | Path | None = None, probe_max_train: int = 10_000,
-             workers: int | None = None, progress: bool = False, dequantize: bool | None = None) -> dict[str, Any]:
+             workers: int | None = None, progress: bool = False, dequantize: bool | None = None,
+             sampler: Sampler | None = None) -> dict[str, Any]:
     """Every test-set number vaelab reports, as the flat dict written to eval.json (None: not applicable).
+
+    FD_vaelab, sharpness and precision/recall score the model's prior samples, or ``sampler``'s (a fitted
+    ``vaelab.samplers`` density over the codes); ``fd_sampler`` names which.
 
     Every likelihood number (elbo, recon, nll*, iwae_curve, bits_per_dim) is on the one scale named by
     ``scale`` / ``levels`` / ``dequantized`` (``distributions.Scale``); bits/dim only on a discrete scale.
@@ -151,7 +159,7 @@ def evaluate(model: LatentModel, test: Dataset, train: Dataset | None = None, iw
         "nll_exact": None, "nll_method": None, "bits_per_dim": None, "bits_per_dim_se": None,
         "recon_mse": stats["recon_mse"], "active_units": n_active, "latent_dim": model.latent_dim,
         "posterior_mean_variance": variances, "kl_per_dim": None, "probe_accuracy": None,
-        "frechet_distance": None, "fd_features": None, "fd_classifier_accuracy": None}
+        "frechet_distance": None, "fd_features": None, "fd_sampler": None, "fd_classifier_accuracy": None}
     if scale is not None:
         out.update(likelihood_numbers(model, scored, y, iw_samples, scale, stats["kl_per_dim"], seed=seed,
                                       batch_size=batch_size, chunk=chunk, workers=workers, progress=progress))
@@ -161,10 +169,13 @@ def evaluate(model: LatentModel, test: Dataset, train: Dataset | None = None, iw
                                                                  batch_size=batch_size, chunk=chunk,
                                                                  levels=levels).items()}
     out["latent_stats"] = model.latent_stats(scored.x) or None  # e.g. vqvae: codebook usage, perplexity
+    if scored.factors is not None:  # data with ground-truth factors (shapes): MIG and DCI of the posterior means
+        out.update(disentanglement(stats["means"].numpy(), scored.factors.numpy(), scored.factor_names, seed))
     labelled = train is not None and train.y is not None and test.y is not None
     if labelled:
         out["probe_accuracy"] = probe_accuracy(model, train, scored, stats["means"], probe_max_train, seed)
     if fd and labelled and test.info.is_image:
-        out.update(fd_vaelab(model, test, train, cache_dir, seed=seed))
+        out.update(fd_vaelab(model, test, train, cache_dir, seed=seed, sampler=sampler))
+        out.update(sample_quality(model, test, train, cache_dir, seed=seed, sampler=sampler))  # sharpness, P/R
     out["seconds"] = time.perf_counter() - t0
     return finite_or_none(out)

@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from .. import rundir
 from ..data import Dataset, find_cache_dir
 from ..models import LatentModel
+from ..samplers import Sampler
 from .likelihood import batch_slices
 
 TRAIN_COUNT = 0  # how many feature nets this process has trained (the cache tests read it)
@@ -174,25 +175,39 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
 
 
 @torch.inference_mode()
-def generate(model: LatentModel, n: int, seed: int = 0, binary: bool = False, batch_size: int = 1000) -> Tensor:
-    """n prior samples (n, *shape) on the CPU (classes 0, 1, ... in turn for a conditional model): the decoded
-    means of ``model.sample``, or, when ``binary`` (statically binarized data), pixels drawn with those means
+def generate(model: LatentModel, n: int, seed: int = 0, binary: bool = False, batch_size: int = 1000,
+             sampler: Sampler | None = None) -> Tensor:
+    """n samples (n, *shape) on the CPU (classes 0, 1, ... in turn for a conditional model): the decoded
+    means of ``model.sample`` (its prior; N(0, I) for a model without one), or of codes from a fitted
+    ``sampler`` (vaelab.samplers); when ``binary`` (statically binarized data), pixels drawn with those means
     as probabilities. The noise comes from one generator seeded with ``seed`` (not torch's global RNG)."""
     gen = torch.Generator().manual_seed(seed % (2 ** 63))
     out = []
     for sl in batch_slices(n, batch_size):
         y = torch.arange(sl.start, sl.stop, device=model.device) % model.n_classes if model.n_classes else None
-        x = model.sample(sl.stop - sl.start, y, generator=gen).float().cpu()
+        if sampler is not None:
+            x = sampler.sample(model, sl.stop - sl.start, 1.0, gen).float().cpu()
+        else:
+            x = model.sample(sl.stop - sl.start, y, generator=gen).float().cpu()
         out.append(torch.bernoulli(x.clamp(0, 1), generator=gen) if binary else x)
     return torch.cat(out)
 
 
+def sample_source(model: LatentModel, sampler: Sampler | None = None) -> str:
+    """What generated samples come from: 'prior', 'N(0, I)' (a model without a prior, e.g. the ae), or the
+    fitted sampler's name (gmm, two-stage)."""
+    if sampler is not None:
+        return sampler.name
+    return "prior" if model.has_prior else "N(0, I)"
+
+
 def fd_vaelab(model: LatentModel, test: Dataset, train: Dataset, cache_dir: str | Path | None = None,
-              max_samples: int = 10_000, seed: int = 0) -> dict[str, Any]:
-    """FD_vaelab between test images and as many prior samples (see vaelab.features), plus its classifier."""
+              max_samples: int = 10_000, seed: int = 0, sampler: Sampler | None = None) -> dict[str, Any]:
+    """FD_vaelab between test images and as many samples (the prior's, or ``sampler``'s; see
+    vaelab.features), plus its classifier; ``fd_sampler`` says where the samples came from."""
     net, name = feature_net(train, cache_dir)
     real = test.subset(torch.arange(min(len(test), max_samples)))
-    fake = generate(model, len(real), seed, binary=test.info.binarize == "static")
+    fake = generate(model, len(real), seed, binary=test.info.binarize == "static", sampler=sampler)
     fd = frechet_distance(features(net, real.x), features(net, fake))
-    return {"frechet_distance": fd, "fd_features": f"FD_vaelab:{name}",
+    return {"frechet_distance": fd, "fd_features": f"FD_vaelab:{name}", "fd_sampler": sample_source(model, sampler),
             "fd_classifier_accuracy": accuracy(net, real) if real.y is not None else None}

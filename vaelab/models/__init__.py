@@ -4,6 +4,7 @@ from .base import (DATA_FIELDS, REGISTRY, Capabilities, LatentModel, build_model
 from . import ae, hvae, pca, vae  # noqa: F401  (registration side effect)
 from . import iaf, vamp  # noqa: F401  (registration side effect: richer posteriors / priors)
 from . import vqvae  # noqa: F401  (registration side effect: discrete codes + PixelCNN prior)
+from . import vaegan  # noqa: F401  (registration side effect: a VAE trained against a discriminator)
 from .plugins import load_plugins
 
 __all__ = ["DATA_FIELDS", "REGISTRY", "Capabilities", "LatentModel", "build_model", "check_shape", "config_fields",

@@ -48,7 +48,7 @@ class AEConfig:
 @register("ae", AEConfig)
 class Autoencoder(LatentModel):
     # no p(x) and no prior: codes are points, trained on reconstruction error alone
-    capabilities = Capabilities(likelihood=False, standard_prior=False, gaussian_posterior=False)
+    capabilities = Capabilities(likelihood=False, prior=False, standard_prior=False, gaussian_posterior=False)
 
     def __init__(self, config: AEConfig) -> None:
         super().__init__(config)

@@ -57,7 +57,8 @@ def config_fields(name: str) -> set[str]:
 class Capabilities:
     """What a model has, declared once in its file (a class attribute ``capabilities``)."""
 
-    likelihood: bool = True          # p(x) is defined: ELBO, IWAE and NLL apply (False: autoencoder)
+    likelihood: bool = True          # p(x) is defined: ELBO, IWAE and NLL apply (False: autoencoder, vaegan)
+    prior: bool = True               # p(z) is defined: prior samples, lattices, traversals (False: autoencoder)
     exact_likelihood: bool = False   # log_prob(x) in closed form (probabilistic PCA)
     standard_prior: bool = True      # p(z) = N(0, I); False: the model's own prior(n) (hvae chain, learned)
     closed_form_kl: bool = True      # elbo_parts' KL is analytic; False: a one-sample Monte Carlo estimate
@@ -110,6 +111,7 @@ class LatentModel(nn.Module):
     # read-only shorthands for the declared capabilities (on the class and on instances)
     trainable = _Capability("trainable")
     has_likelihood = _Capability("likelihood")
+    has_prior = _Capability("prior")
     conditional = _Capability("needs_labels")
 
     def __init__(self, config: Any) -> None:

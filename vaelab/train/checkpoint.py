@@ -38,12 +38,14 @@ def _kill_hook() -> None:
 def commit(out: Path, model: LatentModel, meta: dict[str, Any], rows: list[dict[str, Any]], epoch: int,
            t: Trainer | None = None, gen: torch.Generator | None = None) -> None:
     """Commit epoch ``epoch``: weights + config.json, metrics.jsonl (``rows``), and for a trained model
-    trainer.pt: Adam, the lr scheduler, the data generator, the epoch (tensors, dicts and numbers only: it
-    is read back with weights_only=True)."""
+    trainer.pt: Adam, the lr scheduler, the data generator, the epoch, fp16's loss scale (tensors, dicts and
+    numbers only: it is read back with weights_only=True)."""
     trainer = None
     if t is not None and gen is not None:
         trainer = {"optimizer": t.opt.state_dict(), "scheduler": t.sched.state_dict(),
                    "generator": gen.get_state(), "epoch": epoch}
+        if t.precision.scaler is not None:  # fp16: the loss scale reached so far
+            trainer["scaler"] = t.precision.scaler.state_dict()
     rundir.commit_epoch(out, epoch, model, meta, rows, trainer, hook=_kill_hook)
 
 
@@ -64,6 +66,8 @@ def resume(run: Path | None, model: LatentModel, t: Trainer, gen: torch.Generato
     model.load_state_dict(rundir.load(run, device).state_dict())
     t.opt.load_state_dict(state["optimizer"])
     gen.set_state(state["generator"])
+    if t.precision.scaler is not None and isinstance(state.get("scaler"), dict):
+        t.precision.scaler.load_state_dict(state["scaler"])
     if t.cfg.epochs < start:
         raise ValueError(f"epochs={t.cfg.epochs} is below the {start} epochs run {str(run)!r} already has; "
                          f"pass epochs > {start} to continue it")

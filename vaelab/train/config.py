@@ -9,6 +9,7 @@ SCHEDULES = ("constant", "exponential", "cosine", "step")
 # is better; all others (loss, kl, mse) are lower is better. "auto": val_elbo, or val_mse for a model
 # without a likelihood (autoencoder, PCA).
 MONITORS = ("auto", "val_elbo", "val_recon", "val_kl", "val_mse", "loss")
+PRECISIONS = ("fp32", "bf16", "fp16")  # fp16 on CUDA only (with loss scaling); see precision.py
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class TrainConfig:
     early_stopping: int = 0   # stop after this many epochs without improving the monitor (0: off)
     monitor: str = "auto"     # early-stopping metric: auto, val_elbo, val_recon, val_kl, val_mse or loss
     max_minutes: float = 0.0  # stop after the epoch that passes this wall-clock budget (0: none)
+    precision: str = "fp32"   # the training step's networks in fp32, bf16 or fp16 (CUDA only): autocast; weights and nats stay fp32
     dequantize: bool = False  # train on (k + u) / L, u ~ U[0, 1) fresh each step (data with L levels): the density eval's dequantized bound scores
 
     def __post_init__(self) -> None:
@@ -48,6 +50,8 @@ class TrainConfig:
             raise ValueError(f"lr_gamma={self.lr_gamma} must be in (0, 1]")
         if self.lr_min > self.lr:
             raise ValueError(f"lr_min={self.lr_min} must be <= lr={self.lr}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision={self.precision!r} is not known; allowed: {list(PRECISIONS)}")
         if self.monitor not in MONITORS:
             raise ValueError(f"monitor={self.monitor!r} is not known; allowed: {list(MONITORS)}")
 

@@ -13,6 +13,7 @@ from ..data import dequantize, Dataset
 from ..objectives import Objective
 from . import distributed
 from .config import TrainConfig, TrainingDiverged
+from .precision import Precision
 
 
 @dataclass
@@ -27,6 +28,7 @@ class Trainer:
     rank: int
     world: int
     steps_per_epoch: int
+    precision: Precision    # autocast around the networks in the forward; GradScaler for fp16
     skipped: int = 0        # non-finite steps so far (the rows report this running count)
     bad_in_a_row: int = 0   # consecutive non-finite steps (reset by a good one)
     params: list[nn.Parameter] = field(init=False)  # the trained parameters (listed once, not every step)
@@ -42,19 +44,35 @@ def steps_per_epoch(n: int, batch_size: int, world: int) -> int:
     return full + (1 if last >= world else 0)
 
 
+def finite_probe(grads: list[torch.Tensor]) -> torch.Tensor:
+    """A scalar that is NaN/Inf when any gradient holds NaN/Inf: the sum of all gradients (one read of
+    each, no squares: cheaper than their norm, and no overflow below |g| ~ 1e38 / numel)."""
+    if not grads:
+        return torch.zeros(())
+    return torch.stack([g.sum() for g in grads]).sum()
+
+
 def _step(t: Trainer, xb: torch.Tensor, yb: torch.Tensor | None, epoch: float, scale: float,
           epoch_index: int):
     """One Adam step (or a skipped one); returns (terms, global mean loss) or None when skipped."""
     t.objective.zero_grad(set_to_none=True)  # the model's gradients and the loss probe's
-    terms = t.step_fn(xb, yb, epoch, scale=scale)
-    terms.loss.backward()  # a non-finite loss gives non-finite gradients: skipped below
+    with t.precision.autocast():  # fp32, or the networks under autocast (terms stay fp32)
+        terms = t.step_fn(xb, yb, epoch, scale=scale)
+    t.precision.check_terms(terms, t.objective.model.name)  # likelihood and KL in fp32 (a dtype check)
+    scaler = t.precision.scaler  # fp16 only: the loss is scaled up, the gradients back down
+    (scaler.scale(terms.loss) if scaler else terms.loss).backward()  # non-finite: skipped below
     loss = t.objective.loss_seen()  # mean over all ranks' examples (identical on every rank)
+    if scaler:
+        loss = loss / scaler.get_scale()  # the probe's gradient was scaled too (exact: a power of 2)
+        scaler.unscale_(t.opt)
     params = t.params
     if t.cfg.grad_clip:
         norm = torch.nn.utils.clip_grad_norm_(params, t.cfg.grad_clip, foreach=True)
     else:
-        norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None], foreach=True)
+        norm = finite_probe([p.grad for p in params if p.grad is not None])
     if not bool(torch.isfinite(loss) & torch.isfinite(norm)):  # one host sync a step
+        if scaler:
+            scaler.update()  # an overflow: the next step's loss scale is halved
         t.skipped, t.bad_in_a_row = t.skipped + 1, t.bad_in_a_row + 1
         if t.bad_in_a_row >= t.cfg.max_bad_steps:
             raise TrainingDiverged(
@@ -63,7 +81,11 @@ def _step(t: Trainer, xb: torch.Tensor, yb: torch.Tensor | None, epoch: float, s
                 "the last good checkpoint was kept.")
         return None
     t.bad_in_a_row = 0
-    t.opt.step()
+    if scaler:
+        scaler.step(t.opt)
+        scaler.update()
+    else:
+        t.opt.step()
     return terms, loss
 
 

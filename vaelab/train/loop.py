@@ -24,6 +24,7 @@ from ..objectives import Objective, ObjectiveConfig
 from . import callbacks as cbs, checkpoint, distributed
 from .config import TrainConfig, TrainingDiverged
 from .epoch import Trainer, steps_per_epoch, train_epoch
+from .precision import Precision, check_precision
 from .schedule import make_scheduler
 from .scoring import check_data_for_model, score, scores_finite
 
@@ -45,6 +46,7 @@ def fit(model: LatentModel, train: Dataset, val: Dataset | None = None,
     run folder (see distributed.py)."""
     check_data_for_model(model, train)
     device, rank, world = distributed.setup(pick_device(cfg.device))  # rank 0 of 1 without torchrun
+    check_precision(cfg.precision, device)
     torch.manual_seed(cfg.seed + rank)  # model noise (posterior samples) differs across ranks
     model.to(device)
     run = Path(run_dir) if run_dir is not None else None
@@ -67,12 +69,31 @@ def _fit(model: LatentModel, train: Dataset, val: Dataset | None, objective: Obj
     if not model.capabilities.trainable:  # closed form (PCA)
         return [_fit_closed_form(model, train, val, out, meta, calls, device)]
 
-    obj = Objective(model, objective).to(device)
+    t = make_trainer(model, objective, cfg, len(train), device, rank, world)
+    try:
+        return _train(model, train, val, t, run, out, resume, meta, calls, device)
+    finally:
+        t.precision.close()  # no autocast hooks left on the model
+
+
+def make_trainer(model: LatentModel, objective: ObjectiveConfig, cfg: TrainConfig, n_train: int,
+                 device: torch.device, rank: int = 0, world: int = 1) -> Trainer:
+    """The objective, Adam, the lr schedule and the precision for training ``model`` (on ``device``) on
+    ``n_train`` examples; ``trainer.precision.close()`` when done (bf16 / fp16 put hooks on the model)."""
+    obj = Objective(model, objective, n_data=n_train).to(device)  # n_data: beta-tc's estimate of q(z)
     # fused: one kernel for the whole Adam update instead of ~10 ops per parameter tensor
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps,
                            fused=device.type in ("cpu", "cuda") or None)
-    spe = steps_per_epoch(len(train), cfg.batch_size, world)
-    t = Trainer(obj, distributed.wrap(obj, device), opt, make_scheduler(opt, cfg, spe), cfg, rank, world, spe)
+    spe = steps_per_epoch(n_train, cfg.batch_size, world)
+    return Trainer(obj, distributed.wrap(obj, device), opt, make_scheduler(opt, cfg, spe), cfg, rank, world, spe,
+                   Precision(cfg.precision, model, device))
+
+
+def _train(model: LatentModel, train: Dataset, val: Dataset | None, t: Trainer, run: Path | None,
+           out: Path | None, resume: bool, meta: dict[str, Any], calls: list[cbs.Callback],
+           device: torch.device) -> list[Row]:
+    cfg, rank = t.cfg, t.rank
+    spe = t.steps_per_epoch
     gen = torch.Generator().manual_seed(cfg.seed)
     start, history = checkpoint.resume(run, model, t, gen, device) if resume else (0, [])
     for cb in calls:  # early stopping continues from the rows so far

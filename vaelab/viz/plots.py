@@ -22,6 +22,7 @@ from torch import Tensor
 from .. import rundir
 from . import grids as viz
 from ..data import Dataset, for_evaluation, load_recorded
+from ..eval.disentangle import entropies, mutual_info_matrix
 from ..models import LatentModel, posterior_means
 
 Picture = Union[np.ndarray, Figure]
@@ -137,7 +138,7 @@ def _grid(model: LatentModel, x: Tensor, ncol: int) -> np.ndarray:
 
 
 def describe_codes(model: LatentModel) -> str:
-    return "posterior means" if model.has_likelihood else "codes"
+    return "posterior means" if model.has_prior else "codes"
 
 
 # -- the kinds ------------------------------------------------------------------------------------------
@@ -164,7 +165,7 @@ def plot_manifold(model: LatentModel, test: Dataset, history: list, opts: PlotOp
     n = min(opts.n or 15, 40)
     if n < 2:
         raise ValueError(f"n={n} must be >= 2 points per side for a manifold")
-    if model.capabilities.likelihood:  # the prior's marginal quantiles at the lattice levels (and the median)
+    if model.capabilities.prior:  # the prior's marginal quantiles at the lattice levels (and the median)
         q = prior_quantiles(model, torch.cat([viz.lattice_levels(n), torch.tensor([0.5], dtype=torch.float64)]),
                             opts.seed)
         xs, ys, base = q[:n, i], q[:n, j], q[n]                      # N(0, I): Phi^-1(u), other dims 0
@@ -253,17 +254,21 @@ def plot_samples(model: LatentModel, test: Dataset | None, history: list, opts: 
 def plot_traverse(model: LatentModel, test: Dataset, history: list, opts: PlotOptions) -> Figure:
     """Row i varies z[i] over -3..3 (N(0, I) prior sd units; for a model's own prior its quantiles at the same
     levels Phi(-3..3); the test codes' 1..99 % range for an ae) with the others at one test image's posterior
-    mean. At most 16 rows unless ``dims`` names them."""
+    mean. At most 16 rows unless ``dims`` names them. Data with ground-truth factors (shapes): rows ordered
+    by the factor each latent shares most information with, named with that normalised MI (``factor_rows``)."""
     d = model.latent_dim
     dims = list(_check_dims(opts.dims, d, None) if opts.dims else range(min(d, 16)))
+    labels = [f"z[{i}]" for i in dims]
+    if test.factors is not None:
+        dims, labels = factor_rows(model, test, dims)
     steps = max(opts.n or 9, 2)
     k = int(np.random.default_rng(opts.seed).integers(len(test)))
     y = None if test.y is None else test.y[k:k + 1]
     base = posterior_means(model, test.x[k:k + 1], y)[0]
     levels = torch.linspace(-3, 3, steps)
-    if model.capabilities.likelihood and model.capabilities.standard_prior:
+    if model.capabilities.prior and model.capabilities.standard_prior:
         values, how = levels, "-3..3"
-    elif model.capabilities.likelihood:
+    elif model.capabilities.prior:
         values = prior_quantiles(model, torch.special.ndtr(levels.double()), opts.seed)[:, dims].T  # (rows, steps)
         how = "prior quantiles at Phi(-3..3)"
     else:
@@ -275,10 +280,23 @@ def plot_traverse(model: LatentModel, test: Dataset, history: list, opts: PlotOp
     yk = None if y is None or not model.n_classes else y.expand(len(z))
     grid = viz.image_grid(decoded_means(model, z, yk), ncol=steps)
     shown = "" if opts.dims or d <= 16 else f" (first 16 of {d} dims)"
-    cols = [f"{v:.2g}" for v in levels.tolist()] if model.has_likelihood else []
+    shown += "; rows: latent, its top factor, I(z; factor) / H(factor)" if test.factors is not None else ""
+    cols = [f"{v:.2g}" for v in levels.tolist()] if model.has_prior else []
     return viz.image_figure(grid, f"{model.name}: traversals {how} around test image {k}{shown}",
                             (max(5.0, 0.55 * steps + 1.5), 0.55 * len(dims) + 1.1),
-                            row_labels=[f"z[{i}]" for i in dims], col_labels=cols)
+                            row_labels=labels, col_labels=cols)
+
+
+def factor_rows(model: LatentModel, test: Dataset, dims: list[int]) -> tuple[list[int], list[str]]:
+    """Latents ``dims`` grouped by the ground-truth factor k with the largest I(z_j; v_k) / H(v_k) (posterior
+    means of the test data, 20 bins: ``eval.disentangle``), strongest first, labelled e.g. 'z[3] x 0.83'."""
+    codes = posterior_means(model, test.x, test.y)[:, dims].numpy()              # (N, rows)
+    factors = test.factors.numpy()                                               # (N, F)
+    mi = mutual_info_matrix(codes, factors) / np.maximum(entropies(factors), 1e-12)  # (rows, F)
+    top = mi.argmax(1)
+    order = sorted(range(len(dims)), key=lambda r: (top[r], -mi[r, top[r]]))
+    return ([dims[r] for r in order],
+            [f"z[{dims[r]}] {test.factor_names[top[r]]} {mi[r, top[r]]:.2f}" for r in order])
 
 
 def plot_curves(model: LatentModel, test: Dataset | None, history: list, opts: PlotOptions) -> Figure:

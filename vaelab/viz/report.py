@@ -32,8 +32,11 @@ METRIC_COLUMNS: list[tuple[str, str, str]] = [
     ("ess", "ESS (mean)", "{:.1f}"),  # importance weights' effective sample size of K: small = NLL not converged
     ("kl", "KL (nats)", "{:.2f}"), ("recon_mse", "recon MSE", "{:.4f}"), ("active_units", "active units", "{:d}"),
     ("probe_accuracy", "probe accuracy", "{:.3f}"), ("frechet_distance", "FD", "{:.3g}"),
+    ("sharpness_ratio", "sharpness samples/test", "{:.2f}"),  # variance of the Laplacian, 1: as sharp as the data
+    ("precision", "precision (k-NN)", "{:.3f}"), ("recall", "recall (k-NN)", "{:.3f}"),
 ]
-SCALED = ("elbo", "nll", "bits_per_dim")   # likelihood numbers: a column holds one scale only
+SCALED = ("elbo", "nll", "bits_per_dim")
+SAMPLE_KEYS = ("frechet_distance", "sharpness_ratio", "precision", "recall")  # numbers about generated samples   # likelihood numbers: a column holds one scale only
 REPORT_KINDS = ("latent", "samples", "recon", "curves")
 
 CSS = """
@@ -190,6 +193,8 @@ def _cell(r: RunSummary, key: str, spec: str) -> str:
         text += f" &plusmn; {_fmt(m[se], '{:.2g}')}"
     if key == "kl" and m.get("kl_estimated") and m.get(key) is not None:
         text += " (est.)"
+    if key in SAMPLE_KEYS and m.get(key) is not None and m.get("fd_sampler") not in (None, "prior"):
+        text += f" ({html.escape(str(m['fd_sampler']))})"  # samples from a fitted sampler or N(0, I)
     return text
 
 
@@ -248,7 +253,11 @@ SCALE_NOTE = ("Likelihood numbers are nats per example (bits/dim: per value, bas
               "Bernoulli likelihood of non-binary data (no normalised distribution). Runs on different scales get "
               "different columns: their numbers cannot be compared. NLL +/- its Monte Carlo standard error; ESS: the "
               "mean effective sample size of the K importance weights (a few: the NLL has not converged and its "
-              "standard error is optimistic); 'est.': a Monte Carlo KL.")
+              "standard error is optimistic); 'est.': a Monte Carlo KL. FD: FD_vaelab (a Frechet distance in the "
+              "features of a classifier vaelab trains, not Inception FID; lower is better). Sharpness samples/test: "
+              "mean variance of the Laplacian of prior samples over that of test images (below 1: blurrier than the "
+              "data). Precision / recall (Kynkaanniemi et al. 2019, k = 3 nearest-neighbour balls in the FD "
+              "features): the share of samples that land on the data's manifold / of test images the samples cover.")
 
 
 def label_metrics(metrics: dict[str, Any]) -> dict[str, Any]:

@@ -127,7 +127,7 @@ class Explorer:
     def prior_info(self) -> dict[str, str]:
         """Which prior the map can draw: 'standard_normal' (N(0, I): sigma circles), 'own' or 'none'."""
         caps = self.model.capabilities
-        if not caps.likelihood:
+        if not caps.prior:
             return {"kind": "none", "text": f"{self.name} has no prior p(z) (an autoencoder): no sigma circles"}
         if not caps.standard_prior:
             return {"kind": "own", "text": f"{self.name} has its own prior p(z), not N(0, I): no sigma circles drawn"}

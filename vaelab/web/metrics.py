@@ -31,16 +31,32 @@ EVAL_ROWS: dict[str, tuple[str, str, str, bool]] = {
     "recon_mse": ("reconstruction mean squared error", "per value", "{:.4f}", False),
     "active_units": ("active latent units (Var of the posterior mean > 0.01)", "units", "{:d}", False),
     "probe_accuracy": ("linear-probe accuracy on the posterior means", "%", "{:.1%}", False),
-    "frechet_distance": ("Frechet distance of prior samples (FD_vaelab; lower is better)", "", "{:.3g}", False),
+    "frechet_distance": ("Frechet distance of samples to test images (FD_vaelab; lower is better)", "", "{:.3g}", False),
     "fd_classifier_accuracy": ("accuracy of the FD feature network", "%", "{:.1%}", False),
+    "sharpness_ratio": ("sharpness of samples / of test images (variance of the Laplacian; < 1: blurrier)",
+                        "ratio", "{:.3f}", False),
+    "sharpness_samples": ("variance of the Laplacian of samples (mean per image)", "", "{:.4g}", False),
+    "sharpness_test": ("variance of the Laplacian of test images (mean per image)", "", "{:.4g}", False),
+    "gradient_energy_ratio": ("gradient energy of samples / of test images", "ratio", "{:.3f}", False),
+    "gradient_energy_samples": ("gradient energy of samples (mean squared pixel difference)", "", "{:.4g}", False),
+    "gradient_energy_test": ("gradient energy of test images (mean squared pixel difference)", "", "{:.4g}", False),
+    "precision": ("precision: share of samples on the test images' k-NN manifold (FD features)", "%", "{:.1%}", False),
+    "recall": ("recall: share of test images on the samples' k-NN manifold (FD features)", "%", "{:.1%}", False),
     "n_examples": ("test examples scored", "examples", "{:d}", False),
     "seconds": ("evaluation time", "s", "{:.1f}", False),
 }
+# rows about generated samples: their note names where the samples came from (eval.json fd_sampler)
+SAMPLE_ROWS = frozenset({"frechet_distance", "sharpness_ratio", "sharpness_samples", "gradient_energy_ratio",
+                         "gradient_energy_samples", "precision", "recall"})
 # shown inside another row, or in the group title
 FOLDED = {"model", "dataset", "latent_dim", "seed", "scale", "levels", "dequantized", "scale_label", "nll_se",
-          "nll_iw_se", "bits_per_dim_se", "kl_se", "kl_estimated", "nll_method", "fd_features",
-          "posterior_mean_variance", "kl_per_dim", "iwae_curve"}
-SE_OF = {"nll": "nll_se", "nll_iw": "nll_iw_se", "bits_per_dim": "bits_per_dim_se", "kl": "kl_se"}
+          "nll_iw_se", "bits_per_dim_se", "kl_se", "kl_estimated", "nll_method", "fd_features", "fd_sampler",
+          "posterior_mean_variance", "kl_per_dim", "iwae_curve", "sharpness_samples_se", "sharpness_test_se",
+          "gradient_energy_samples_se", "gradient_energy_test_se", "pr_k", "pr_n_real", "pr_n_samples",
+          "pr_features", "quality_n"}
+SE_OF = {"nll": "nll_se", "nll_iw": "nll_iw_se", "bits_per_dim": "bits_per_dim_se", "kl": "kl_se",
+         "sharpness_samples": "sharpness_samples_se", "sharpness_test": "sharpness_test_se",
+         "gradient_energy_samples": "gradient_energy_samples_se", "gradient_energy_test": "gradient_energy_test_se"}
 # metrics.jsonl: key (without val_) -> (label, unit, format, on the likelihood scale?)
 EPOCH_ROWS: dict[str, tuple[str, str, str, bool]] = {
     "elbo": ("ELBO", NATS, "{:.2f}", True),
@@ -92,6 +108,11 @@ def eval_rows(values: dict[str, Any], latent_dim: int) -> list[dict[str, Any]]:
             row["note"] = ", ".join(filter(None, [_spelled(str(values["nll_method"])), row["note"]]))
         if key == "kl" and values.get("kl_estimated"):
             row["note"] = "Monte Carlo estimate"
+        if key in ("precision", "recall") and values.get("pr_k"):
+            row["note"] = (f"Kynkaanniemi et al. 2019, k={values['pr_k']}, {values.get('pr_n_real')} test images "
+                           f"vs {values.get('pr_n_samples')} samples")
+        if key in SAMPLE_ROWS and values.get("fd_sampler"):
+            row["note"] = ", ".join(filter(None, [row["note"], f"samples from: {values['fd_sampler']}"]))
         if on_scale and scale is None:
             row["note"] = ", ".join(filter(None, [row["note"], "scale not recorded (older eval.json)"]))
         rows.append(row)
