@@ -20,7 +20,8 @@ z as one vector: ``latent_dim`` is sum(latent_dims) and every code is the concat
 (a mean-field summary for plots, transform and active units; the objectives use ``elbo_parts`` /
 ``log_weight_parts``, which sample the real chain). ``decode`` reads z1 from the concatenation.
 ``prior(n)`` is the whole chain over the concatenation (ancestral ``sample``, chain ``log_prob``);
-``top_prior(n)`` is p(z_T) = N(0, I).
+``top_prior(n)`` is p(z_T) = N(0, I) here; a subclass may replace it (hvae_vamp.py: a VampPrior), and a top
+prior that is no diagonal Gaussian gets the sampled rate log q(z_T|.) - log p(z_T) as its layer's KL.
 """
 from __future__ import annotations
 
@@ -38,6 +39,7 @@ from ..resnet import ResNetSpec
 from .base import Capabilities, LatentModel, check_sample_args, check_shape, register
 
 INFERENCE = ("top-down", "bottom-up")
+LOGVAR_LIMIT = 30.0  # |log variance| of every layer's Gaussian at most this (std e^15)
 
 
 @dataclass(frozen=True)
@@ -116,8 +118,10 @@ def _image_up(c: HVAEConfig, hidden: tuple[int, ...]) -> nn.Module:
 
 
 def _gaussian(h: Tensor) -> tuple[Tensor, Tensor]:
+    """(mu, logvar) from a network output; logvar within +-LOGVAR_LIMIT so a layer's KL stays finite in float32
+    (on unscaled data, e.g. values near 100, an untrained net's exp(logvar) overflows and KL = inf - inf)."""
     mu, logvar = h.chunk(2, dim=-1)
-    return mu, logvar
+    return mu, logvar.clamp(-LOGVAR_LIMIT, LOGVAR_LIMIT)
 
 
 @register("hvae", HVAEConfig)
@@ -159,9 +163,10 @@ class HierarchicalVAE(LatentModel):
         """(mu, logvar) of p(z_i | z_{i+1}) for layer i (0-based, i < T-1): (..., d_i) each."""
         return _gaussian(self.p_nets[i](z_above))
 
-    def top_prior(self, n: int) -> Independent:
-        """p(z_T) = N(0, I), batch shape (n,)."""
-        return standard_normal((n, self.latent_dims[-1]), self.device)
+    def top_prior(self, n: int, temperature: float = 1.0) -> Distribution:
+        """p(z_T) = N(0, I), batch shape (n,); ``temperature`` scales its std."""
+        p = standard_normal((n, self.latent_dims[-1]), self.device)
+        return p if temperature == 1.0 else diag_gaussian(p.mean, torch.full_like(p.mean, 2 * math.log(temperature)))
 
     def prior(self, n: int, temperature: float = 1.0) -> Distribution:
         """The whole generative chain over [z1, ..., z_T], batch shape (n,), event (latent_dim,)."""
@@ -246,14 +251,15 @@ class HierarchicalVAE(LatentModel):
         """One-sample log p(x|z1) (B,) and the KL of each layer (B, T), bottom first.
 
         top-down: every layer in closed form given the sampled layer above. bottom-up: the top layer in
-        closed form (vs N(0, I)), lower layers single-sample log q(z_i|z_{i-1}) - log p(z_i|z_{i+1})."""
+        closed form (vs N(0, I)), lower layers single-sample log q(z_i|z_{i-1}) - log p(z_i|z_{i+1}).
+        A top prior that is not a diagonal Gaussian (a mixture) gets the single-sample rate too."""
         x = self.check_input(x)
         self.condition(y, len(x))
         chain = self._chain(x, 1, generator)
         recon = self._px(chain[0][0]).log_prob(x)[0]                 # (B,)
         kls = []
         for i, (z, q, p) in enumerate(chain):
-            closed = self.config.inference == "top-down" or i == len(chain) - 1
+            closed = isinstance(p, Independent) and (self.config.inference == "top-down" or i == len(chain) - 1)
             kl = kl_per_dim(q, p).sum(-1) if closed else q.log_prob(z) - p.log_prob(z)
             kls.append(kl.expand(1, x.shape[0])[0])                 # (B,)
         return recon, torch.stack(kls, -1)                          # (B,), (B, T)
@@ -290,14 +296,13 @@ class HierarchicalPrior(Distribution):
 
     def rsample(self, sample_shape: torch.Size = torch.Size(), generator: torch.Generator | None = None) -> Tensor:
         m, t = self.model, self.temperature
-        lead = torch.Size(sample_shape) + self.batch_shape
 
         def randn(*shape: int) -> Tensor:  # from ``generator`` when given (on its device), else the global RNG
             if generator is None:
                 return torch.randn(*shape, device=m.device)
             return torch.randn(*shape, generator=generator, device=generator.device).to(m.device)
 
-        zs = [t * randn(*lead, m.latent_dims[-1])]  # z_T
+        zs = [rsample(m.top_prior(self.batch_shape[0], t), tuple(sample_shape), generator)]  # z_T (*lead, d_T)
         for i in reversed(range(len(m.latent_dims) - 1)):
             mu, logvar = m.p_layer(i, zs[0])
             zs.insert(0, mu + t * (0.5 * logvar).exp() * randn(*mu.shape))
@@ -307,7 +312,7 @@ class HierarchicalPrior(Distribution):
         m, t = self.model, self.temperature
         zs = value.split(list(m.latent_dims), -1)
         top = zs[-1]
-        lp = diag_gaussian(torch.zeros_like(top), torch.full_like(top, 2 * math.log(t))).log_prob(top)
+        lp = m.top_prior(1, t).log_prob(top).reshape(top.shape[:-1])  # batch (1,) broadcasts over value's rows
         for i in range(len(zs) - 1):
             mu, logvar = m.p_layer(i, zs[i + 1])
             lp = lp + diag_gaussian(mu, logvar + 2 * math.log(t)).log_prob(zs[i])

@@ -1,0 +1,120 @@
+"""The hvae with a VampPrior on top (hvae-vamp): the top prior against its definition, the chain prior, the
+sampled top-layer KL, log p(x) by importance sampling against 2-D quadrature, and ELBO <= IWAE on a trained
+model (the contract and capability suites cover the rest through the registry)."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from vaelab import objectives
+from vaelab.distributions import diag_gaussian
+from vaelab.eval.likelihood import log_likelihood_estimate
+from vaelab.models import build_model
+from vaelab.train import TrainConfig, fit
+
+SHAPE = (1, 8, 8)
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def small(seed: int = 0, **kw):
+    torch.manual_seed(seed)
+    params = {"input_shape": SHAPE, "latent_dims": (4, 3), "hidden": ((32,),), "n_pseudo": 7}
+    return build_model("hvae-vamp", **{**params, **kw})
+
+
+def trained(digits, epochs: int = 4, **kw):
+    model = small(**kw)
+    fit(model, digits[0], cfg=TrainConfig(epochs=epochs, batch_size=64, lr=3e-3, progress=False, device="cpu", seed=0))
+    return model.eval()
+
+
+def test_top_prior_is_the_log_mean_exp_of_the_pseudo_input_top_posteriors():
+    model = small().eval()
+    with torch.no_grad():
+        model.pseudo.uniform_(-0.5, 1.5)                                     # hardtanh must clip to [0, 1]
+        u = model.pseudo_inputs()
+        assert u.min() >= 0 and u.max() <= 1 and u.shape == (7, *SHAPE)
+        z = 2 * torch.randn(4, 5, 3, generator=_gen(0))                      # (k, n, d_T)
+        # q(z_T | u_i) from the ladder's bottom-up pass, one pseudo-input at a time
+        direct = torch.stack([diag_gaussian(*model._bottom_up(u[i:i + 1])[-1]).log_prob(z) for i in range(7)])
+        expect = torch.logsumexp(direct, 0) - math.log(7)                    # (k, n)
+        got = model.top_prior(5).log_prob(z)
+        # temperature t: every component's std times t
+        t = 0.6
+        direct_t = torch.stack([diag_gaussian(mu, lv + 2 * math.log(t)).log_prob(z) for mu, lv in
+                                (model._bottom_up(u[i:i + 1])[-1] for i in range(7))])
+        got_t = model.top_prior(5, t).log_prob(z)
+    assert got.shape == (4, 5)
+    torch.testing.assert_close(got, expect, rtol=0, atol=1e-5)
+    torch.testing.assert_close(got_t, torch.logsumexp(direct_t, 0) - math.log(7), rtol=0, atol=1e-5)
+
+
+def test_chain_prior_is_the_vamp_top_times_the_conditionals():
+    model = small().eval()
+    with torch.no_grad():
+        z = model.prior(6).rsample(generator=_gen(1))                        # (6, 7) = [z1 (4), z2 (3)]
+        z1, z2 = z.split([4, 3], -1)
+        expect = model.top_prior(6).log_prob(z2) + diag_gaussian(*model.p_layer(0, z2)).log_prob(z1)
+        torch.testing.assert_close(model.prior(6).log_prob(z), expect, rtol=0, atol=1e-5)
+
+
+def test_top_layer_kl_is_sampled_and_agrees_with_the_log_weights(digits):
+    """elbo_parts' layers (closed form below, single-sample rate on top) average to E_q[log q - log p]."""
+    model = small().double().eval()
+    x = digits[1].x[:4].double()
+    with torch.no_grad():
+        parts = [model.elbo_parts(x, generator=_gen(s)) for s in range(400)]
+        recon = torch.stack([r for r, _ in parts])                            # (draws, B)
+        kl = torch.stack([k for _, k in parts])                               # (draws, B, 2)
+        lw_recon, rate = model.log_weight_parts(x, k=4000, generator=_gen(999))
+    top = kl[..., 1]
+    assert top.std(0).min() > 0                                               # sampled, not closed form
+    for ours, ref in ((kl.sum(-1), rate.sum(-1)), (recon, lw_recon), (top, rate[..., 1])):
+        se = (ours.var(0) / len(ours) + ref.var(0) / len(ref)).sqrt()
+        assert ((ours.mean(0) - ref.mean(0)).abs() <= 4 * se + 1e-6).all()
+    se_top = top.std(0) / math.sqrt(len(top))
+    assert (top.mean(0) >= -4 * se_top).all()                                 # a KL is >= 0 on average
+
+
+def test_pseudo_inputs_receive_gradients():
+    model = small()
+    x = torch.rand(8, *SHAPE).bernoulli()
+    objectives.elbo(model, x).loss.backward()
+    assert model.pseudo.grad is not None and model.pseudo.grad.abs().sum() > 0
+
+
+def quadrature_log_px(model, x: torch.Tensor, lim: float = 7.0, n: int = 281) -> torch.Tensor:
+    """log p(x) = log int p(x|z1) p(z1|z2) p(z2) dz on an n x n grid (latent_dims (1, 1)): (B,)."""
+    t = torch.linspace(-lim, lim, n, dtype=torch.float64)
+    z = torch.cartesian_prod(t, t)                                            # (G, 2) = [z1, z2]
+    log_pz = model.prior(1).log_prob(z)                                       # (G,) the whole chain
+    px = model.decode(z)
+    log_px_z = torch.stack([px.log_prob(xi.expand(len(z), *xi.shape)) for xi in x])  # (B, G)
+    return torch.logsumexp(log_px_z + log_pz, -1) + 2 * math.log(float(t[1] - t[0]))
+
+
+def test_importance_sampling_matches_quadrature_and_the_elbo_is_below(digits):
+    model = trained(digits, latent_dims=(1, 1), n_pseudo=20).double()
+    x = digits[1].x[:6].double()
+    with torch.no_grad():
+        exact = quadrature_log_px(model, x)
+        est = log_likelihood_estimate(model, x, None, k=4000, seed=1)
+        iwae = torch.stack([objectives.iwae(model, x, k=50).elbo for _ in range(20)])   # (draws, B)
+        elbo = torch.stack([objectives.elbo(model, x).elbo for _ in range(400)])       # (draws, B)
+    assert ((est.log_px - exact).abs() < 0.02 + 4 * est.se).all()
+    se = (elbo.var(0) / len(elbo) + iwae.var(0) / len(iwae)).sqrt()
+    gap = iwae.mean(0) - elbo.mean(0)                                          # ELBO <= IWAE-50 <= log p(x)
+    assert (gap >= -4 * se).all() and gap.mean() > 4 * se.square().sum().sqrt() / len(se)
+    assert (iwae.mean(0) <= exact + 4 * iwae.std(0) / math.sqrt(len(iwae))).all()
+
+
+@pytest.mark.parametrize("bad, match", [({"n_pseudo": 0}, "n_pseudo=0"), ({"n_pseudo": 10 ** 6}, "1..65536"),
+                                        ({"inference": "bottom-up"}, "allowed: 'top-down'")])
+def test_config_rejects(bad, match):
+    with pytest.raises(ValueError, match=match):
+        build_model("hvae-vamp", input_shape=SHAPE, **bad)
