@@ -64,8 +64,9 @@ def test_demo_ends_with_its_story_report(browser, tmp_path):
                            env=quiet_env())
     assert r.exit_code == 0, r.output
     info = open_report(browser, out / "report.html")
-    assert info["rows"] == ["pca", "ae", "vae"]
-    check_images(info, 3 + 3 + 2 + 3)  # latent scatters, decoded grids, samples vae/ae, blur row
+    assert info["rows"] == ["pca", "ae", "vae", "vaegan"]
+    # latent scatters, decoded grids, samples vae/ae, blur row, vae vs vaegan, the 16-D vae/ae pair
+    check_images(info, 4 + 4 + 2 + 3 + 2 + 2)
 
 
 def _recording_figures(monkeypatch) -> dict[str, dict]:
