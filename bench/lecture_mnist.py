@@ -25,7 +25,7 @@ import torch
 from vaelab import samplers
 from vaelab.data import batches, load_dataset
 from vaelab.eval.evaluate import model_scale
-from vaelab.eval.features import feature_net, features, frechet_distance
+from vaelab.eval.features import feature_net, features, frechet_distance, generate
 from vaelab.eval.likelihood import log_likelihood_estimate
 from vaelab.eval.quality import PR_K, precision_recall, sharpness
 from vaelab.objectives import ObjectiveConfig
@@ -41,13 +41,8 @@ def dense(x: torch.Tensor) -> torch.Tensor:
 
 
 def draw(model, sampler, n: int, seed: int = 0) -> torch.Tensor:
-    """n decoded samples (n, 1, 28, 28) from the model's prior or a fitted sampler."""
-    gen = torch.Generator().manual_seed(seed)
-    out = []
-    for start in range(0, n, 1000):
-        k = min(1000, n - start)
-        out.append((model.sample(k, generator=gen) if sampler is None else sampler.sample(model, k, generator=gen)).cpu())
-    return torch.cat(out)
+    """n decoded samples from the model's prior or a fitted sampler (vaelab.eval.features.generate)."""
+    return generate(model, n, seed, sampler=sampler)
 
 
 def options(name: str, latent_dim: int) -> dict:

@@ -25,7 +25,7 @@ import torch
 
 from vaelab import rundir, samplers
 from vaelab.data import batches, load_dataset
-from vaelab.eval.features import feature_net, features, frechet_distance
+from vaelab.eval.features import feature_net, features, frechet_distance, generate
 from vaelab.objectives import ObjectiveConfig
 from vaelab.train import TrainConfig
 from vaelab.train.run import train_run
@@ -51,13 +51,9 @@ def dense(x: torch.Tensor) -> torch.Tensor:
     return torch.cat([xb for xb, _ in batches(x, None, 10000, shuffle=False)])
 
 
-def draw(model, sampler, n: int, seed: int) -> torch.Tensor:
-    gen = torch.Generator().manual_seed(seed)
-    out = []
-    for start in range(0, n, 1000):
-        k = min(1000, n - start)
-        out.append((model.sample(k, generator=gen) if sampler is None else sampler.sample(model, k, generator=gen)).cpu())
-    return torch.cat(out)
+def draw(model, sampler, n: int, seed: int = 0) -> torch.Tensor:
+    """n decoded samples from the model's prior or a fitted sampler (vaelab.eval.features.generate)."""
+    return generate(model, n, seed, sampler=sampler)
 
 
 def main() -> None:

@@ -22,7 +22,7 @@ from torch import Tensor, nn
 from ..distributions import get_likelihood
 from .base import Capabilities, register
 from .hvae import HierarchicalVAE, HVAEConfig
-from .vamp import VampMixture
+from .vamp import VampMixture, check_n_pseudo
 
 
 @dataclass(frozen=True)
@@ -31,8 +31,7 @@ class HVAEVampConfig(HVAEConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if isinstance(self.n_pseudo, bool) or not isinstance(self.n_pseudo, int) or not 1 <= self.n_pseudo <= 65536:
-            raise ValueError(f"n_pseudo={self.n_pseudo!r} must be an integer in 1..65536")
+        check_n_pseudo(self.n_pseudo)
         if self.inference != "top-down":
             raise ValueError(f"inference={self.inference!r}: hvae-vamp encodes its pseudo-inputs to q(z_T|u) "
                              "through the bottom-up path of ladder inference; allowed: 'top-down'")

@@ -27,14 +27,19 @@ from .vae import VAEConfig, VariationalAE
 LOG_2PI = math.log(2 * math.pi)
 
 
+def check_n_pseudo(n_pseudo: object) -> None:
+    """The pseudo-input count every VampPrior config accepts: an integer in 1..65536."""
+    if isinstance(n_pseudo, bool) or not isinstance(n_pseudo, int) or not 1 <= n_pseudo <= 65536:
+        raise ValueError(f"n_pseudo={n_pseudo!r} must be an integer in 1..65536")
+
+
 @dataclass(frozen=True)
 class VampConfig(VAEConfig):
     n_pseudo: int = 500               # K, the number of learned pseudo-inputs (mixture components of p(z))
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if isinstance(self.n_pseudo, bool) or not isinstance(self.n_pseudo, int) or not 1 <= self.n_pseudo <= 65536:
-            raise ValueError(f"n_pseudo={self.n_pseudo!r} must be an integer in 1..65536")
+        check_n_pseudo(self.n_pseudo)
         if self.n_classes != 0:
             raise ValueError(f"n_classes={self.n_classes}: vamp is unconditional (its prior encodes unlabelled "
                              "pseudo-inputs); allowed: 0")
