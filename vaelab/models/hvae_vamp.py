@@ -16,13 +16,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..distributions import get_likelihood
 from .base import Capabilities, register
 from .hvae import HierarchicalVAE, HVAEConfig
-from .vamp import VampMixture, check_n_pseudo
+from .vamp import VampMixture, check_n_pseudo, in_data_space, pseudo_parameter
 
 
 @dataclass(frozen=True)
@@ -48,11 +47,11 @@ class HierarchicalVampVAE(HierarchicalVAE):
     def __init__(self, config: HVAEVampConfig) -> None:
         super().__init__(config)
         self.unit_interval = get_likelihood(config.likelihood).needs_unit_interval
-        self.pseudo = nn.Parameter(torch.randn(config.n_pseudo, *config.input_shape) * 0.01 + 0.05)  # (K, *shape)
+        self.pseudo = pseudo_parameter(config.n_pseudo, config.input_shape)  # (K, *shape)
 
     def pseudo_inputs(self) -> Tensor:
         """The K pseudo-inputs u_k in data space: (K, *input_shape)."""
-        return nn.functional.hardtanh(self.pseudo, 0.0, 1.0) if self.unit_interval else self.pseudo
+        return in_data_space(self.pseudo, self.unit_interval)
 
     def pseudo_posteriors(self) -> tuple[Tensor, Tensor]:
         """(mu, logvar) of q(z_T | u_k) for every pseudo-input: (K, d_T) each."""

@@ -33,6 +33,17 @@ def check_n_pseudo(n_pseudo: object) -> None:
         raise ValueError(f"n_pseudo={n_pseudo!r} must be an integer in 1..65536")
 
 
+def pseudo_parameter(n_pseudo: int, input_shape: tuple[int, ...]) -> nn.Parameter:
+    """K learned pseudo-inputs (K, *input_shape), initialised N(0.05, 0.01^2) per value (inside hardtanh's
+    linear range, so every one gets gradients)."""
+    return nn.Parameter(torch.randn(n_pseudo, *input_shape) * 0.01 + 0.05)
+
+
+def in_data_space(pseudo: Tensor, unit_interval: bool) -> Tensor:
+    """The pseudo-inputs as data: hardtanh(0, 1) when the likelihood needs [0, 1] data, else as they are."""
+    return nn.functional.hardtanh(pseudo, 0.0, 1.0) if unit_interval else pseudo
+
+
 @dataclass(frozen=True)
 class VampConfig(VAEConfig):
     n_pseudo: int = 500               # K, the number of learned pseudo-inputs (mixture components of p(z))
@@ -100,11 +111,11 @@ class VampVAE(VariationalAE):
     def __init__(self, config: VampConfig) -> None:
         super().__init__(config)
         self.unit_interval = get_likelihood(config.likelihood).needs_unit_interval
-        self.pseudo = nn.Parameter(torch.randn(config.n_pseudo, *config.input_shape) * 0.01 + 0.05)  # (K, *shape)
+        self.pseudo = pseudo_parameter(config.n_pseudo, config.input_shape)  # (K, *shape)
 
     def pseudo_inputs(self) -> Tensor:
         """The K pseudo-inputs u_k in data space: (K, *input_shape)."""
-        return nn.functional.hardtanh(self.pseudo, 0.0, 1.0) if self.unit_interval else self.pseudo
+        return in_data_space(self.pseudo, self.unit_interval)
 
     def pseudo_posteriors(self) -> Distribution:
         """q(z | u_k) for every pseudo-input: a diagonal Gaussian with batch shape (K,)."""
