@@ -105,3 +105,18 @@ def test_traverse_rows_follow_each_latents_top_factor():
     assert all(n in FACTOR_NAMES for n in named)
     assert [FACTOR_NAMES.index(n) for n in named] == sorted(FACTOR_NAMES.index(n) for n in named)
     assert "top factor" in fig.axes[0].get_title()
+
+
+def test_mig_and_dci_are_labelled_in_the_explorer_and_the_report():
+    from vaelab.viz import report as rep
+    from vaelab.web.metrics import eval_rows
+
+    values = {"mig": 0.05, "dci_disentanglement": 0.1, "dci_informativeness": 0.55,
+              "disentanglement_examples": 4608, "dci_estimator": "random forest (30 trees, min leaf 10)"}
+    rows = {r["label"].split(":")[0].split(" (")[0]: r for r in eval_rows(values, 10)}
+    assert rows["MIG"]["text"] == "0.050" and "4608 test examples" in rows["MIG"]["note"]
+    assert rows["DCI informativeness"]["text"] == "55.0%" and "random forest" in rows["DCI disentanglement"]["note"]
+    assert not any("estimator" in label or "examples" == label for label in rows)       # folded into the notes
+    run = rep.RunSummary("r", "vae", "shapes", 10, values, "eval.json")
+    table = rep.metrics_table([run])
+    assert "<th>MIG</th>" in table and "<td>0.050</td>" in table and "<th>DCI disentanglement</th>" in table

@@ -34,6 +34,7 @@ METRIC_COLUMNS: list[tuple[str, str, str]] = [
     ("probe_accuracy", "probe accuracy", "{:.3f}"), ("frechet_distance", "FD", "{:.3g}"),
     ("sharpness_ratio", "sharpness samples/test", "{:.2f}"),  # variance of the Laplacian, 1: as sharp as the data
     ("precision", "precision (k-NN)", "{:.3f}"), ("recall", "recall (k-NN)", "{:.3f}"),
+    ("mig", "MIG", "{:.3f}"), ("dci_disentanglement", "DCI disentanglement", "{:.3f}"),  # data with factors
 ]
 SCALED = ("elbo", "nll", "bits_per_dim")
 SAMPLE_KEYS = ("frechet_distance", "sharpness_ratio", "precision", "recall")  # numbers about generated samples   # likelihood numbers: a column holds one scale only

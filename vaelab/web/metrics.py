@@ -42,6 +42,10 @@ EVAL_ROWS: dict[str, tuple[str, str, str, bool]] = {
     "gradient_energy_test": ("gradient energy of test images (mean squared pixel difference)", "", "{:.4g}", False),
     "precision": ("precision: share of samples on the test images' k-NN manifold (FD features)", "%", "{:.1%}", False),
     "recall": ("recall: share of test images on the samples' k-NN manifold (FD features)", "%", "{:.1%}", False),
+    "mig": ("MIG: mutual information gap to the ground-truth factors (1: each factor in one latent)", "", "{:.3f}", False),
+    "dci_disentanglement": ("DCI disentanglement (each latent explains one factor)", "", "{:.3f}", False),
+    "dci_completeness": ("DCI completeness (each factor in one latent)", "", "{:.3f}", False),
+    "dci_informativeness": ("DCI informativeness (factor accuracy from the latents)", "%", "{:.1%}", False),
     "n_examples": ("test examples scored", "examples", "{:d}", False),
     "seconds": ("evaluation time", "s", "{:.1f}", False),
 }
@@ -53,7 +57,7 @@ FOLDED = {"model", "dataset", "latent_dim", "seed", "scale", "levels", "dequanti
           "nll_iw_se", "bits_per_dim_se", "kl_se", "kl_estimated", "nll_method", "fd_features", "fd_sampler",
           "posterior_mean_variance", "kl_per_dim", "iwae_curve", "sharpness_samples_se", "sharpness_test_se",
           "gradient_energy_samples_se", "gradient_energy_test_se", "pr_k", "pr_n_real", "pr_n_samples",
-          "pr_features", "quality_n"}
+          "pr_features", "quality_n", "dci_estimator", "disentanglement_examples"}
 SE_OF = {"nll": "nll_se", "nll_iw": "nll_iw_se", "bits_per_dim": "bits_per_dim_se", "kl": "kl_se",
          "sharpness_samples": "sharpness_samples_se", "sharpness_test": "sharpness_test_se",
          "gradient_energy_samples": "gradient_energy_samples_se", "gradient_energy_test": "gradient_energy_test_se"}
@@ -111,6 +115,9 @@ def eval_rows(values: dict[str, Any], latent_dim: int) -> list[dict[str, Any]]:
         if key in ("precision", "recall") and values.get("pr_k"):
             row["note"] = (f"Kynkaanniemi et al. 2019, k={values['pr_k']}, {values.get('pr_n_real')} test images "
                            f"vs {values.get('pr_n_samples')} samples")
+        if key.startswith(("mig", "dci")) and values.get("disentanglement_examples"):
+            row["note"] = (f"posterior means of {values['disentanglement_examples']} test examples"
+                           + (f"; importances: {values['dci_estimator']}" if key.startswith("dci") else ""))
         if key in SAMPLE_ROWS and values.get("fd_sampler"):
             row["note"] = ", ".join(filter(None, [row["note"], f"samples from: {values['fd_sampler']}"]))
         if on_scale and scale is None:
