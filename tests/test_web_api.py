@@ -19,7 +19,7 @@ from typer.testing import CliRunner  # noqa: E402
 
 from vaelab import rundir  # noqa: E402
 from vaelab.data import info_dict, load_dataset  # noqa: E402
-from vaelab.models import build_model  # noqa: E402
+from vaelab.models import REGISTRY, build_model  # noqa: E402
 from vaelab.web import create_app  # noqa: E402
 
 # the shared trained runs plus two random-init ones: d = 5 (PCA map) and d = 1 (a line)
@@ -515,3 +515,30 @@ def test_serve_allows_its_non_loopback_host(runs, monkeypatch):
     client = TestClient(seen["app"], base_url="http://10.1.2.3:8000")
     assert client.get("/api/info").status_code == 200
     assert TestClient(seen["app"], base_url="http://evil.example").get("/api/info").status_code == 403
+
+
+@pytest.mark.parametrize("name", sorted(REGISTRY))
+def test_every_registered_model_opens_in_the_explorer(name: str, tmp_path, test_set) -> None:
+    """No special cases: each model (random init, small) answers info, encode, decode, sample, interpolate and
+    likelihood, or refuses the likelihood when it has none with a 4xx that says so."""
+    torch.manual_seed(0)
+    model = build_model(name, **contract_params(name))
+    run = rundir.save_model(tmp_path / name, model, data=info_dict(test_set.info))
+    client = TestClient(create_app(run), base_url=LOCAL)
+    info = client.get("/api/info")
+    assert info.status_code == 200 and info.json()["latent_dim"] == model.latent_dim, info.text
+    y = {"y": 1} if model.n_classes else {}
+    enc = client.post("/api/encode", json={"index": 0})
+    assert enc.status_code == 200, enc.text
+    dec = client.post("/api/decode", json={"z": [0.0] * model.latent_dim, **y})
+    assert dec.status_code == 200 and dec.json()["shape"] == [1, 8, 8] and "image" in dec.json(), dec.text
+    inter = client.post("/api/interpolate", json={"i": 0, "j": 1, "steps": 3})
+    assert inter.status_code == 200, inter.text
+    sample = client.post("/api/sample", json={"n": 2, **y})  # an ae decodes N(0, I) codes (it has no prior)
+    assert sample.status_code == 200 and len(sample.json()["images"]) == 2, sample.text
+    x = (test_set.x[0].float() / 255 if test_set.x.dtype == torch.uint8 else test_set.x[0]).flatten().tolist()
+    lik = client.post("/api/likelihood", json={"x": x, "k": 4, **({"y": int(test_set.y[0])} if y else {})})
+    if model.has_likelihood:
+        assert lik.status_code == 200, lik.text
+    else:
+        assert 400 <= lik.status_code < 500 and "likelihood" in lik.text, lik.text
