@@ -11,7 +11,6 @@ from typing import Any
 
 from .. import samplers
 from ..data import Dataset
-from ..eval.features import fd_vaelab
 from ..eval.quality import sample_quality
 from ..models import LatentModel
 from ..viz.report import section_html
@@ -29,8 +28,7 @@ def quality_rows(models: dict[str, LatentModel], test: Dataset, train: Dataset, 
         if name in gmm_for:
             sources.append((f"{name} + gmm", samplers.fit_sampler("gmm", model, train)))
         for label, sampler in sources:
-            q = {**fd_vaelab(model, test, train, cache_dir, seed=seed, sampler=sampler),
-                 **sample_quality(model, test, train, cache_dir, seed=seed, sampler=sampler)}
+            q = sample_quality(model, test, train, cache_dir, seed=seed, sampler=sampler)  # FD included
             rows.append({"name": label, "model": model.name, "source": q["fd_sampler"],
                          "frechet_distance": q["frechet_distance"], "sharpness_ratio": q.get("sharpness_ratio"),
                          "precision": q["precision"], "recall": q["recall"], "n": q["quality_n"],

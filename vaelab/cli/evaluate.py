@@ -2,16 +2,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import typer
 
-from .. import rundir, samplers
+from .. import rundir
 from ..data import load_recorded
 from ..eval.evaluate import evaluate
 from ..device import pick_device
 from . import app
 from .common import friendly, parse_ints
+from .plot import fitted_sampler
 
 EVAL_JSON = rundir.EVAL
 
@@ -31,18 +32,6 @@ def format_table(result: dict[str, Any]) -> str:
         rows.append((key, text))
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
-
-
-def fitted_sampler(run: Path, name: str, model: Any, train: Callable[[], Any]) -> samplers.Sampler | None:
-    """None for 'prior'; else the run's stored sampler ``name``, fitted (and stored) now when missing or stale."""
-    if name not in samplers.SAMPLERS:
-        raise ValueError(f"--sampler {name!r} is not known; allowed: {', '.join(samplers.SAMPLERS)}")
-    if name == "prior":
-        return None
-    fitted, fresh = samplers.for_run(run, name, model, train)
-    if fresh:
-        typer.echo(f"fitted sampler {name} to {fitted.n_codes} training codes -> {run / samplers.FOLDER / name}")
-    return fitted
 
 
 @app.command(name="eval")
@@ -81,8 +70,10 @@ def eval_run(
     model = rundir.load(run, pick_device(device))
     test = load_recorded(cfg.get("data"), "test", run, data_dir, data)
     train = load_recorded(cfg.get("data"), "train", run, data_dir, data) if test.y is not None else None
-    fitted = fitted_sampler(run, sampler, model, lambda: train or load_recorded(cfg.get("data"), "train", run,
-                                                                               data_dir, data))
+    fitted, note = fitted_sampler(run, sampler, model, lambda: train or load_recorded(cfg.get("data"), "train", run,
+                                                                                     data_dir, data))
+    if note:
+        typer.echo(note.rstrip("\n"))
     result = evaluate(model, test, train, iw_samples, batch_size=batch_size, chunk=chunk, seed=seed,
                       max_examples=max_examples, curve=parse_ints(curve_ks, "--curve-ks") if curve else None,
                       fd=fd, cache_dir=cache_dir, workers=workers, progress=progress,

@@ -1,18 +1,18 @@
 """vaelab plot: one picture of a run (latent scatter, manifold, interpolation, ... training curves)."""
 from __future__ import annotations
 
-import math
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import typer
 
 import torch
 
 from .. import rundir, samplers
-from ..data import load_recorded
+from ..data import Dataset, load_recorded
+from ..models import LatentModel
 from ..rundir import write_picture
-from ..viz import grids, plots
+from ..viz import plots
 from . import app
 from .common import friendly
 
@@ -64,8 +64,7 @@ def draw_samples(run: Path, out: Path, *, n: int | None = None, label: int | Non
     """Samples of ``run`` into the PNG ``out``: the one way (``vaelab plot --kind samples`` and its short form
     ``vaelab sample``). ``sampler`` prior: the model's own p(z); gmm / two-stage: a density fitted to its
     training codes (vaelab.samplers)."""
-    if sampler not in samplers.SAMPLERS:
-        raise ValueError(f"--sampler {sampler!r} is not known; allowed: {', '.join(samplers.SAMPLERS)}")
+    check_sampler(sampler)
     if n is not None and not 1 <= n <= 10000:
         raise ValueError(f"n={n} must be >= 1 and <= 10000")
     model = rundir.load(run)
@@ -80,14 +79,28 @@ def draw_samples(run: Path, out: Path, *, n: int | None = None, label: int | Non
         raise ValueError(f"--label applies to --sampler prior; {sampler!r} samples the codes of every class")
     if temperature <= 0:
         raise ValueError(f"temperature={temperature} must be > 0")
-    fitted, fresh = samplers.for_run(run, sampler, model, lambda: load_recorded(
+    fitted, note = fitted_sampler(run, sampler, model, lambda: load_recorded(
         rundir.read_config(run).get("data"), "train", run, data_dir), refit=refit)
-    note = f"fitted sampler {sampler} to {fitted.n_codes} training codes -> {run / samplers.FOLDER / sampler}\n" \
-        if fresh else ""
     x = fitted.sample(model, n or 64, temperature, torch.Generator().manual_seed(seed))
-    write_picture(out, grids.upscale(grids.image_grid(x, ncol=math.ceil((n or 64) ** 0.5)),
-                                     plots.upscale_for(model.input_shape)), run)
+    write_picture(out, plots.sample_grid(model, x), run)
     return f"{note}wrote {n or 64} samples ({sampler}) of {model.name} run {str(run)!r} to {out}"
+
+
+def check_sampler(name: str) -> None:
+    if name not in samplers.SAMPLERS:
+        raise ValueError(f"--sampler {name!r} is not known; allowed: {', '.join(samplers.SAMPLERS)}")
+
+
+def fitted_sampler(run: Path, name: str, model: LatentModel, train: Callable[[], Dataset],
+                   refit: bool = False) -> tuple[samplers.Sampler | None, str]:
+    """(None, "") for 'prior'; else the run's stored sampler ``name`` (fitted to ``train()`` and stored now
+    when missing, stale or ``refit``) and a line saying so when it was fitted now (else "")."""
+    check_sampler(name)
+    if name == "prior":
+        return None, ""
+    fitted, fresh = samplers.for_run(run, name, model, train, refit=refit)
+    note = f"fitted sampler {name} to {fitted.n_codes} training codes -> {run / samplers.FOLDER / name}\n"
+    return fitted, note if fresh else ""
 
 
 def draw(kind: str, run: Path, out: Path, *, dims: str | None = None, n: int | None = None,

@@ -30,7 +30,7 @@ from ..fileio import finite_or_none
 from ..models import LatentModel
 from ..samplers import Sampler
 from .disentangle import disentanglement
-from .features import fd_vaelab
+from .features import fd_vaelab  # noqa: F401  (re-exported: FD alone)
 from .quality import sample_quality
 from .latents import ACTIVE_THRESHOLD, active_units, posterior_stats, probe_accuracy
 from .likelihood import (UniformNoise, batch_log_weights, batch_slices, chunk_generator, default_sizes,  # noqa: F401
@@ -175,7 +175,6 @@ def evaluate(model: LatentModel, test: Dataset, train: Dataset | None = None, iw
     if labelled:
         out["probe_accuracy"] = probe_accuracy(model, train, scored, stats["means"], probe_max_train, seed)
     if fd and labelled and test.info.is_image:
-        out.update(fd_vaelab(model, test, train, cache_dir, seed=seed, sampler=sampler))
-        out.update(sample_quality(model, test, train, cache_dir, seed=seed, sampler=sampler))  # sharpness, P/R
+        out.update(sample_quality(model, test, train, cache_dir, seed=seed, sampler=sampler))  # FD, sharpness, P/R
     out["seconds"] = time.perf_counter() - t0
     return finite_or_none(out)

@@ -201,13 +201,39 @@ def sample_source(model: LatentModel, sampler: Sampler | None = None) -> str:
     return "prior" if model.has_prior else "N(0, I)"
 
 
+@dataclass(frozen=True)
+class SampleSet:
+    """Generated samples beside the test images they are compared with, in FD_vaelab's feature space."""
+    net: FeatureNet
+    name: str            # the feature net's cache name
+    real: Dataset        # the first min(len(test), max_samples) test images
+    means: Tensor        # decoded means of as many samples (n, *shape): what sharpness looks at
+    fake: Tensor         # what FD and precision/recall compare: the means, or bits drawn with them (static)
+    f_real: np.ndarray   # features of real.x (n, F)
+    f_fake: np.ndarray   # features of fake (n, F)
+    source: str          # where the samples' codes came from (``sample_source``)
+
+
+def sample_set(model: LatentModel, test: Dataset, train: Dataset, cache_dir: str | Path | None = None,
+               max_samples: int = 10_000, seed: int = 0, sampler: Sampler | None = None) -> SampleSet:
+    """Generate once, featurize once: the samples FD_vaelab, sharpness and precision/recall all score."""
+    net, name = feature_net(train, cache_dir)
+    real = test.subset(torch.arange(min(len(test), max_samples)))
+    binary = test.info.binarize == "static"
+    fake = generate(model, len(real), seed, binary=binary, sampler=sampler)
+    means = generate(model, len(real), seed, sampler=sampler) if binary else fake
+    return SampleSet(net, name, real, means, fake, features(net, real.x), features(net, fake),
+                     sample_source(model, sampler))
+
+
+def fd_scores(s: SampleSet) -> dict[str, Any]:
+    """FD_vaelab of a sample set, the feature net's name and test accuracy, and the samples' source."""
+    return {"frechet_distance": frechet_distance(s.f_real, s.f_fake), "fd_features": f"FD_vaelab:{s.name}",
+            "fd_sampler": s.source, "fd_classifier_accuracy": accuracy(s.net, s.real) if s.real.y is not None else None}
+
+
 def fd_vaelab(model: LatentModel, test: Dataset, train: Dataset, cache_dir: str | Path | None = None,
               max_samples: int = 10_000, seed: int = 0, sampler: Sampler | None = None) -> dict[str, Any]:
     """FD_vaelab between test images and as many samples (the prior's, or ``sampler``'s; see
     vaelab.features), plus its classifier; ``fd_sampler`` says where the samples came from."""
-    net, name = feature_net(train, cache_dir)
-    real = test.subset(torch.arange(min(len(test), max_samples)))
-    fake = generate(model, len(real), seed, binary=test.info.binarize == "static", sampler=sampler)
-    fd = frechet_distance(features(net, real.x), features(net, fake))
-    return {"frechet_distance": fd, "fd_features": f"FD_vaelab:{name}", "fd_sampler": sample_source(model, sampler),
-            "fd_classifier_accuracy": accuracy(net, real) if real.y is not None else None}
+    return fd_scores(sample_set(model, test, train, cache_dir, max_samples, seed, sampler))

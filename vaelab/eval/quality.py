@@ -25,7 +25,7 @@ import torch
 from ..data import Dataset
 from ..models import LatentModel
 from ..samplers import Sampler
-from .features import feature_net, features, generate
+from .features import fd_scores, sample_set
 
 PR_K = 3  # neighbours per ball (Kynkäänniemi et al. 2019)
 
@@ -107,16 +107,13 @@ def precision_recall(real: np.ndarray, fake: np.ndarray, k: int = PR_K) -> dict[
 def sample_quality(model: LatentModel, test: Dataset, train: Dataset, cache_dir: str | Path | None = None,
                    max_samples: int = 10_000, seed: int = 0, k: int = PR_K,
                    sampler: Sampler | None = None) -> dict[str, Any]:
-    """eval.json's sample-quality block: sharpness of prior samples vs test images, and precision / recall in
-    FD_vaelab's feature space, over min(len(test), max_samples) test images and as many samples."""
-    net, name = feature_net(train, cache_dir)
-    real = test.subset(torch.arange(min(len(test), max_samples)))
-    means = generate(model, len(real), seed, sampler=sampler)              # decoded means (n, *shape)
-    binary = test.info.binarize == "static"  # FD's samples: pixels drawn with the means as probabilities
-    fake = generate(model, len(real), seed, binary=True, sampler=sampler) if binary else means
-    out: dict[str, Any] = {"quality_n": len(real)}
+    """eval.json's sample block: FD_vaelab (``features.fd_scores``), sharpness of the samples vs test images,
+    and precision / recall in FD_vaelab's feature space, over min(len(test), max_samples) test images and as
+    many samples, all from one generated and featurized set (``features.sample_set``)."""
+    s = sample_set(model, test, train, cache_dir, max_samples, seed, sampler)
+    out: dict[str, Any] = {**fd_scores(s), "quality_n": len(s.real)}
     if test.info.is_image:
-        out.update(sharpness(means, real.x))
-    out.update(precision_recall(features(net, real.x), features(net, fake), k))
-    out["pr_features"] = f"FD_vaelab:{name}"
+        out.update(sharpness(s.means, s.real.x))
+    out.update(precision_recall(s.f_real, s.f_fake, k))
+    out["pr_features"] = f"FD_vaelab:{s.name}"
     return out

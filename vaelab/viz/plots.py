@@ -133,7 +133,8 @@ def _label(model: LatentModel, opts: PlotOptions, n: int) -> Tensor | None:
     return torch.full((n,), k, dtype=torch.long)
 
 
-def _grid(model: LatentModel, x: Tensor, ncol: int) -> np.ndarray:
+def sample_grid(model: LatentModel, x: Tensor, ncol: int | None = None) -> np.ndarray:
+    """Images x (n, *shape) tiled ``ncol`` wide (default ~sqrt(n)) and upscaled for the model's image size."""
     return viz.upscale(viz.image_grid(x, ncol=ncol), upscale_for(model.input_shape))
 
 
@@ -242,13 +243,13 @@ def plot_samples(model: LatentModel, test: Dataset | None, history: list, opts: 
     if model.n_classes and opts.label is not None:
         n = opts.n or 64
         y = torch.full((n,), opts.label, dtype=torch.long, device=model.device)
-        return _grid(model, model.sample(n, y, opts.temperature).cpu(), ncol=math.ceil(math.sqrt(n)))
+        return sample_grid(model, model.sample(n, y, opts.temperature).cpu(), ncol=math.ceil(math.sqrt(n)))
     if model.n_classes:
         n = opts.n or 8
         y = torch.arange(model.n_classes, device=model.device).repeat_interleave(n)
-        return _grid(model, model.sample(len(y), y, opts.temperature).cpu(), ncol=n)
+        return sample_grid(model, model.sample(len(y), y, opts.temperature).cpu(), ncol=n)
     n = opts.n or 64
-    return _grid(model, model.sample(n, None, opts.temperature).cpu(), ncol=math.ceil(math.sqrt(n)))
+    return sample_grid(model, model.sample(n, None, opts.temperature).cpu(), ncol=math.ceil(math.sqrt(n)))
 
 
 def plot_traverse(model: LatentModel, test: Dataset, history: list, opts: PlotOptions) -> Figure:

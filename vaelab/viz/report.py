@@ -20,7 +20,7 @@ import torch
 from matplotlib.figure import Figure
 
 from .. import rundir, samplers
-from . import grids, plots
+from . import plots
 from ..distributions import Scale
 from ..eval.evaluate import model_scale
 from ..models import LatentModel, model_class
@@ -127,7 +127,7 @@ def sampler_pictures(run: str | Path, model: LatentModel, opts: plots.PlotOption
         fitted = None if name == "prior" else samplers.load(run, name)
         if fitted is not None:
             x = fitted.sample(model, 64, 1.0, torch.Generator().manual_seed(opts.seed))  # (64, *shape)
-            out[f"samples ({name})"] = grids.upscale(grids.image_grid(x), plots.upscale_for(model.input_shape))
+            out[f"samples ({name})"] = plots.sample_grid(model, x)
     return out
 
 
