@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from vaelab import samplers
-from vaelab.data import batches, load_dataset
+from vaelab.data import load_dataset
 from vaelab.eval.evaluate import model_scale
 from vaelab.eval.features import feature_net, features, frechet_distance, generate
 from vaelab.eval.likelihood import log_likelihood_estimate
@@ -33,16 +33,6 @@ from vaelab.train import TrainConfig
 from vaelab.train.run import train_run
 
 ROWS = [("ae", "prior"), ("vae", "prior"), ("vae", "gmm"), ("vaegan", "prior")]
-
-
-def dense(x: torch.Tensor) -> torch.Tensor:
-    """Stored examples as float32 in [0, 1] (the data layer may keep 8-bit pixels as uint8)."""
-    return torch.cat([xb for xb, _ in batches(x, None, 10000, shuffle=False)])
-
-
-def draw(model, sampler, n: int, seed: int = 0) -> torch.Tensor:
-    """n decoded samples from the model's prior or a fitted sampler (vaelab.eval.features.generate)."""
-    return generate(model, n, seed, sampler=sampler)
 
 
 def options(name: str, latent_dim: int) -> dict:
@@ -77,7 +67,7 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     train, test = load_dataset("mnist", "train"), load_dataset("mnist", "test")
-    real = dense(test.x[: args.n])
+    real = test.x[: args.n]
     net, name = feature_net(train)
     f_real = features(net, real)
     result = {"feature_net": f"FD_vaelab:{name}", "n": args.n, "k": PR_K, "epochs": args.epochs,
@@ -96,7 +86,7 @@ def main() -> None:
             model = models[key]
             sampler = None if how == "prior" else samplers.for_run(Path(tmp) / key, how, model, lambda: train,
                                                                    refit=True)[0]
-            x = draw(model, sampler, args.n)
+            x = generate(model, args.n, sampler=sampler)
             row = {"fd": frechet_distance(features(net, x), f_real), **sharpness(x, real),
                    **precision_recall(f_real, features(net, x), PR_K), "nll": None, "nll_se": None, "scale": None}
             if model.has_likelihood and how == "prior":

@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 from vaelab import rundir, samplers
-from vaelab.data import batches, load_dataset
+from vaelab.data import load_dataset
 from vaelab.eval.features import feature_net, features, frechet_distance, generate
 from vaelab.objectives import ObjectiveConfig
 from vaelab.train import TrainConfig
@@ -46,16 +46,6 @@ def cpu(fn):
     return out, time.process_time() - t
 
 
-def dense(x: torch.Tensor) -> torch.Tensor:
-    """Stored examples as float32 in [0, 1] (the data layer may keep 8-bit pixels as uint8)."""
-    return torch.cat([xb for xb, _ in batches(x, None, 10000, shuffle=False)])
-
-
-def draw(model, sampler, n: int, seed: int = 0) -> torch.Tensor:
-    """n decoded samples from the model's prior or a fitted sampler (vaelab.eval.features.generate)."""
-    return generate(model, n, seed, sampler=sampler)
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=5, help="epochs of the vae and the ae")
@@ -70,12 +60,12 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(1)
     train, test = load_dataset("mnist", "train"), load_dataset("mnist", "test")
-    real = dense(test.x[: args.n])
+    real = test.x[: args.n]
     net, name = feature_net(train)
     f_real = features(net, real)
     result = {"feature_net": f"FD_vaelab:{name}", "n": args.n, "seeds": args.seeds, "epochs": args.epochs,
               "vq_epochs": args.vq_epochs, "rows": {}, "train_cpu_s": {}, "fit_cpu_s": {}}
-    floor = frechet_distance(features(net, dense(train.x[: args.n])), f_real)
+    floor = frechet_distance(features(net, train.x[: args.n]), f_real)
     result["floor_train_vs_test"] = floor
     print(f"FD_vaelab floor (train vs test images, n={args.n}): {floor:.3f}", flush=True)
     with tempfile.TemporaryDirectory() as tmp:
@@ -98,7 +88,7 @@ def main() -> None:
             last = {k: round(v, 3) for k, v in history[-1].items() if isinstance(v, float)}
             print(f"trained {key}: {secs:.0f} CPU s, last epoch {json.dumps(last)}", flush=True)
         if "vqvae" in models:
-            stats = models["vqvae"].codebook_stats(dense(test.x))
+            stats = models["vqvae"].codebook_stats(test.x)
             result["vqvae_codebook"] = stats
             print(f"vqvae codebook on the test set: {stats}", flush=True)
         for key, sampler_name in rows:
@@ -108,7 +98,7 @@ def main() -> None:
                 (sampler, _), secs = cpu(lambda: samplers.for_run(root / key, sampler_name, model, lambda: train,
                                                                   config, refit=True))
                 result["fit_cpu_s"][f"{key}+{sampler_name}"] = secs
-            fds = [frechet_distance(features(net, draw(model, sampler, args.n, seed)), f_real)
+            fds = [frechet_distance(features(net, generate(model, args.n, seed, sampler=sampler)), f_real)
                    for seed in range(args.seeds)]
             row = {"fd_mean": statistics.mean(fds), "fd_sd": statistics.stdev(fds) if len(fds) > 1 else None,
                    "fd": fds}
