@@ -92,36 +92,92 @@ def test_nll(model, x: torch.Tensor, k: int, seed: int = 0) -> float:
 
 
 # -- training (vaelab.train.fit) ------------------------------------------------------------------------
+class CPUBudget:
+    """fit callback: stop after the epoch in which this process has spent ``minutes`` of CPU time on
+    training (its CPU time, minus what ``curve`` spent evaluating when given)."""
+
+    def __init__(self, minutes: float, curve: "Curve | None" = None) -> None:
+        self.minutes, self.curve, self.t0 = minutes, curve, time.process_time()
+
+    def used(self) -> float:
+        return (time.process_time() - self.t0 - (self.curve.cpu_s if self.curve else 0.0)) / 60
+
+    def on_epoch_end(self, row: dict, model) -> bool:
+        return self.used() >= self.minutes
+
+
+class EpochEMA:
+    """fit callback: an exponential moving average of the weights taken at epoch ends (Polyak averaging at
+    epoch granularity), from the first epoch at which ``budget.used()`` passes ``start`` minutes;
+    ``swap_in`` puts the average into the model (for scoring)."""
+
+    def __init__(self, decay: float, start: float, budget) -> None:
+        self.decay, self.start, self.budget, self.avg, self.epochs = decay, start, budget, None, 0
+
+    def on_epoch_end(self, row: dict, model) -> None:
+        if self.budget.used() < self.start:
+            return
+        state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if self.avg is None:
+            self.avg = state
+        else:
+            for k, v in state.items():
+                self.avg[k].mul_(self.decay).add_(v, alpha=1 - self.decay) if v.is_floating_point() else None
+        self.epochs += 1
+
+    def swap_in(self, model) -> None:
+        if self.avg is not None:
+            model.load_state_dict(self.avg)
+
+
 class Curve:
     """fit callback: every ``every`` minutes of training compute (the rows' ``seconds``; this evaluation is
     not counted), the IWAE_k NLL on ``x``; checked at epoch ends."""
 
     def __init__(self, name: str, x: torch.Tensor, k: int, every: float) -> None:
         self.name, self.x, self.k, self.every = name, x, k, every
-        self.minutes, self.next, self.points = 0.0, every, []
+        self.minutes, self.next, self.points, self.cpu_s = 0.0, every, [], 0.0
+        self.budget = None  # a CPUBudget: then minutes are its CPU-minutes of training
 
     def on_epoch_end(self, row: dict, model) -> None:
-        self.minutes += row["seconds"] / 60
+        self.minutes = self.budget.used() if self.budget else self.minutes + row["seconds"] / 60
         if self.minutes >= self.next:
+            t0 = time.process_time()
             self.next += self.every * max(1, math.floor((self.minutes - self.next) / self.every) + 1)
             nll = round(test_nll(model, self.x, self.k), 2)
             self.points.append({"minutes": round(self.minutes, 2), "epochs": row["epoch"], f"nll_k{self.k}": nll})
             print(f"  {self.name}: {self.minutes:6.1f} min, {row['epoch']:4d} epochs, test[:{len(self.x)}] "
                   f"IWAE_{self.k} NLL {nll:.2f}", flush=True)
+            self.cpu_s += time.process_time() - t0
 
 
-def seconds_per_step(model, data: Dataset, obj: ObjectiveConfig, batch_size: int, steps: int = 40) -> float:
-    """Training time of one step, measured with fit on a copy of ``model`` (the first steps excluded)."""
+class CPUClock:
+    """fit callback: this process's CPU seconds per epoch."""
+
+    def __init__(self) -> None:
+        self.t, self.spent = time.process_time(), []
+
+    def on_epoch_end(self, row: dict, model) -> None:
+        now = time.process_time()
+        self.spent.append(now - self.t)
+        self.t = now
+
+
+def seconds_per_step(model, data: Dataset, obj: ObjectiveConfig, batch_size: int, steps: int = 40,
+                     cpu: bool = False) -> float:
+    """Training time (with ``cpu``: CPU time) of one step, measured with fit on a copy of ``model`` (the
+    first epoch excluded)."""
     sub = data.subset(torch.arange(min(len(data), batch_size * steps)))
     cfg = TrainConfig(epochs=2, batch_size=batch_size, device=str(model.device), progress=False)
-    rows = fit(copy.deepcopy(model), sub, objective=obj, cfg=cfg)
-    return rows[-1]["seconds"] / math.ceil(len(sub) / batch_size)
+    clock = CPUClock()
+    rows = fit(copy.deepcopy(model), sub, objective=obj, cfg=cfg, callbacks=[clock])
+    return (clock.spent[-1] if cpu else rows[-1]["seconds"]) / math.ceil(len(sub) / batch_size)
 
 
 def budget_config(args, model, data: Dataset, obj: ObjectiveConfig) -> TrainConfig:
     """Exponential decay per epoch from --lr to --lr-final over the epochs --minutes is expected to give
     (measured), then held at --lr-final; Adam eps 1e-4 as Burda et al."""
-    epochs = args.minutes * 60 / (seconds_per_step(model, data, obj, args.batch_size)
+    epochs = args.minutes * 60 / (seconds_per_step(model, data, obj, args.batch_size, cpu=args.cpu_budget)
                                   * math.ceil(len(data) / args.batch_size))
     gamma = (args.lr_final / args.lr) ** (1 / max(epochs, 1e-3))
     print(f"  expect ~{epochs:.1f} epochs in {args.minutes:g} min: lr x {gamma:.4f} per epoch", flush=True)
@@ -131,11 +187,27 @@ def budget_config(args, model, data: Dataset, obj: ObjectiveConfig) -> TrainConf
 
 
 def train(args, model, data: Dataset, obj: ObjectiveConfig, curve: Curve) -> list[dict]:
-    """Budget mode: one fit with an exponential lr schedule and a TimeBudget of training minutes. --full:
-    one fit per paper stage (constant lr), each resuming the last (Adam's state carries over)."""
+    """Budget mode: one fit with an exponential lr schedule and a TimeBudget of training minutes (with
+    --cpu-budget: of this process's CPU time spent training), optionally an epoch-end weight average
+    (--ema) swapped in at the end. --full: one fit per paper stage (constant lr), each resuming the last
+    (Adam's state carries over)."""
     if not args.full:
-        budget = TimeBudget(args.minutes, training_only=True)
-        return fit(model, data, objective=obj, cfg=budget_config(args, model, data, obj), callbacks=[curve, budget])
+        cfg = budget_config(args, model, data, obj)
+        if not args.cpu_budget:
+            return fit(model, data, objective=obj, cfg=cfg, callbacks=[curve, TimeBudget(args.minutes, True)])
+        budget = CPUBudget(args.minutes, curve)
+        curve.budget = budget
+        ema = EpochEMA(args.ema, args.ema_from * args.minutes, budget) if args.ema else None
+        history = fit(model, data, objective=obj, cfg=cfg, callbacks=[c for c in (ema, curve, budget) if c])
+        history[-1]["cpu_minutes"] = budget.used()
+        if ema is not None:  # the curve's estimate for the last and the averaged weights, side by side
+            last = test_nll(model, curve.x, curve.k)
+            ema.swap_in(model)
+            history[-1].update(ema_epochs=ema.epochs, curve_nll_last=round(last, 2),
+                               curve_nll_ema=round(test_nll(model, curve.x, curve.k), 2))
+            print(f"  IWAE_{curve.k} on test[:{len(curve.x)}]: last weights {last:.2f}, epoch-EMA "
+                  f"{history[-1]['curve_nll_ema']:.2f} ({ema.epochs} epochs averaged)", flush=True)
+        return history
     history, end = [], 0
     with tempfile.TemporaryDirectory() as run:
         for i, (epochs, lr) in enumerate(paper_schedule(args.stages)):
@@ -152,16 +224,21 @@ def run_config(name: str, args, train_ds: Dataset, test_x: torch.Tensor, device:
     model = build_model(model_name, input_shape=(1, 28, 28), **params)
     paper_init(model, train_ds.x)
     model.to(device)
-    obj = ObjectiveConfig(kind="iwae" if k > 1 else "elbo", k=k)
+    obj = ObjectiveConfig(kind="iwae" if k > 1 else "elbo", k=k, warmup=args.warmup)
     curve = Curve(name, test_x[: args.curve_subset], args.curve_k, args.eval_every or args.minutes / 12)
     cpu0 = time.process_time()
     history = train(args, model, train_ds, obj, curve)
     minutes, epochs = sum(r["seconds"] for r in history) / 60, history[-1]["epoch"]
     cpu = (time.process_time() - cpu0) / 60
+    if args.score_threads:
+        torch.set_num_threads(args.score_threads)
     t0 = time.perf_counter()
     nll = test_nll(model, test_x, args.final_k)
     row = {"config": name, "model": model_name, "train_k": k, "epochs": epochs,
            "train_minutes": round(minutes, 2), "cpu_minutes_incl_curve": round(cpu, 2),
+           "train_cpu_minutes": round(history[-1].get("cpu_minutes", float("nan")), 2),
+           **{key: history[-1][key] for key in ("ema_epochs", "curve_nll_last", "curve_nll_ema")
+              if key in history[-1]},
            "skipped_steps": history[-1]["skipped_steps"], f"test_nll_k{args.final_k}": round(nll, 2),
            "eval_minutes": round((time.perf_counter() - t0) / 60, 2), "paper": paper, "curve": curve.points}
     print(f"  {name}: test NLL (K={args.final_k}, {len(test_x)} images) {nll:.2f} after {epochs} epochs / "
@@ -195,6 +272,13 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=None, help="100 (budget mode) or 20 (--full, as the paper)")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--lr-final", type=float, default=1e-4, help="lr at the end of the budget (exponential decay)")
+    ap.add_argument("--cpu-budget", action="store_true",
+                    help="count --minutes as this process's CPU time spent training (not the rows' wall seconds)")
+    ap.add_argument("--warmup", type=float, default=0.0, help="KL warm-up epochs (beta rises 0 -> 1)")
+    ap.add_argument("--ema", type=float, default=0.0,
+                    help="with --cpu-budget: decay of an epoch-end weight average scored instead of the last weights")
+    ap.add_argument("--ema-from", type=float, default=0.5, help="fraction of the budget after which --ema averages")
+    ap.add_argument("--score-threads", type=int, default=0, help="torch threads for the final scoring (0: as training)")
     ap.add_argument("--eval-every", type=float, default=None, help="minutes between curve points (minutes/12)")
     ap.add_argument("--curve-k", type=int, default=200)
     ap.add_argument("--curve-subset", type=int, default=1000)
@@ -214,6 +298,8 @@ def main() -> None:
     bad = [c for c in args.configs if c not in CONFIGS]
     if bad:
         ap.error(f"--configs {bad} not known; allowed: {list(CONFIGS)} or 'all'")
+    if args.ema and not (0 < args.ema < 1 and args.cpu_budget):
+        ap.error(f"--ema {args.ema}: needs 0 < decay < 1 and --cpu-budget")
     args.batch_size = args.batch_size or (20 if args.full else 100)
     device = pick_device(args.device)
     if args.threads:
@@ -228,7 +314,9 @@ def main() -> None:
         return
     mode = (f"full paper schedule ({sum(e for e, _ in paper_schedule(args.stages))} epochs, batch {args.batch_size})"
             if args.full else f"{args.minutes:g} training minutes per configuration, batch {args.batch_size}, "
-            f"lr {args.lr:g} -> {args.lr_final:g}")
+            f"lr {args.lr:g} -> {args.lr_final:g}" + (", CPU-time budget" if args.cpu_budget else "")
+            + (f", KL warm-up {args.warmup:g} epochs" if args.warmup else "")
+            + (f", epoch-end weight EMA {args.ema:g} after {args.ema_from:g} of the budget" if args.ema else ""))
     print(f"likelihood bench {date.today()}: {mode}, device {device}, {torch.get_num_threads()} threads, "
           f"{len(train_ds)} train / {len(test_x)} test images", flush=True)
     rows = [run_config(name, args, train_ds, test_x, device) for name in args.configs]

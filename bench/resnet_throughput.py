@@ -11,6 +11,7 @@ the model and the batches in channels_last memory format. Every number is images
 CPU-second of this process (steadier on a shared machine); the ratio is vaelab / plain.
 
     .venv/bin/python bench/resnet_throughput.py [--n 1024] [--threads 1] [--channels 32,64,128]
+        [--precisions fp32,bf16] [--compile]    (extra vaelab rows: mixed precision, torch.compile)
 """
 from __future__ import annotations
 
@@ -41,10 +42,12 @@ def new_model(args: argparse.Namespace, device: torch.device):
                        channels=args.channels, likelihood="gaussian", sigma=SIGMA).to(device)
 
 
-def run_vaelab(x: torch.Tensor, args: argparse.Namespace, device: torch.device) -> dict[str, float]:
+def run_vaelab(x: torch.Tensor, args: argparse.Namespace, device: torch.device, precision: str = "fp32",
+               compile: bool = False) -> dict[str, float]:
     model = new_model(args, device)
     ds = Dataset(x, None, DataInfo(name="synthetic-rgb32", shape=SHAPE))
-    cfg = TrainConfig(epochs=2, batch_size=BATCH, lr=LR, seed=0, device=str(device), progress=False)
+    cfg = TrainConfig(epochs=2, batch_size=BATCH, lr=LR, seed=0, device=str(device), progress=False,
+                      precision=precision, compile=compile)
     ends: list[float] = []  # process CPU time at each epoch's end (no validation, no run folder here)
     history = fit(model, ds, None, cfg=cfg, callbacks=[EpochCPU(ends)])
     row = history[-1]
@@ -106,6 +109,8 @@ def main() -> None:
                     help="resnet widths per stage (default: vaelab's default for 32 px)")
     ap.add_argument("--latent-dim", type=int, default=32)
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--precisions", default="fp32", help="vaelab rows: comma-separated fp32,bf16,fp16 (fp16: CUDA)")
+    ap.add_argument("--compile", action="store_true", help="also a vaelab row with TrainConfig.compile (fp32)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     device = pick_device(args.device)
@@ -114,6 +119,10 @@ def main() -> None:
           f"channels {args.channels}, latent {args.latent_dim}")
     runs = {"vaelab fit": run_vaelab(x, args, device), "plain loop": run_plain(x, args, device),
             "plain loop, channels_last": run_plain(x, args, device, channels_last=True)}
+    for precision in [p for p in args.precisions.split(",") if p != "fp32"]:
+        runs[f"vaelab fit, {precision}"] = run_vaelab(x, args, device, precision=precision)
+    if args.compile:  # timed on epoch 2: the compilation (epoch 1) is not in the rate
+        runs["vaelab fit, compiled"] = run_vaelab(x, args, device, compile=True)
     for name, r in runs.items():
         print(f"{name:27s} {r['wall']:9.1f} images/s (wall)  {r['cpu']:9.1f} images/CPU-s   "
               f"epoch-2 loss {r['loss']:.1f} nats/image")
@@ -122,6 +131,9 @@ def main() -> None:
     c = runs["plain loop, channels_last"]
     print(f"channels_last / contiguous (plain loop): {c['wall'] / p['wall']:.3f} (wall), "
           f"{c['cpu'] / p['cpu']:.3f} (CPU time)")
+    for name in [n for n in runs if n.startswith("vaelab fit, ")]:
+        r = runs[name]
+        print(f"{name} / plain loop: {r['wall'] / p['wall']:.3f} (wall), {r['cpu'] / p['cpu']:.3f} (CPU time)")
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ stopping: vaelab's early stopping needs a validation split, which this bench doe
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import math
 import time
@@ -38,7 +37,7 @@ from datetime import date
 
 import torch
 
-from likelihood import ONE, paper_init  # the 1-layer architecture and init of the likelihood bench
+from likelihood import ONE, CPUBudget, paper_init, seconds_per_step  # the likelihood bench's architecture, init, clocks
 from vaelab.data import Dataset, for_evaluation, load_dataset
 from vaelab.eval.likelihood import log_likelihood_estimate
 from vaelab.models import build_model
@@ -51,38 +50,6 @@ CONFIGS = {  # name -> (model, params, published test NLL and source)
     "iaf-1L": ("iaf", {**ONE, "n_flows": 2, "flow_hidden": (200,), "context_dim": 50}, "- (no MLP row in the paper)"),
 }
 FULL = {"batch": 100, "lr": 5e-4, "warmup": 100, "max_epochs": 2000, "patience": 50, "k": 5000}
-
-
-class CPUBudget:
-    """fit callback: stop after the epoch in which this process has used ``minutes`` of CPU time."""
-
-    def __init__(self, minutes: float) -> None:
-        self.minutes, self.t0 = minutes, time.process_time()
-
-    def used(self) -> float:
-        return (time.process_time() - self.t0) / 60
-
-    def on_epoch_end(self, row: dict, model) -> bool:
-        return self.used() >= self.minutes
-
-
-def cpu_seconds_per_step(model, data: Dataset, obj: ObjectiveConfig, batch_size: int, steps: int = 30) -> float:
-    """CPU time of one training step, measured with fit on a copy of ``model`` (second epoch only)."""
-    sub = data.subset(torch.arange(min(len(data), batch_size * steps)))
-    spent = []
-
-    class Clock:
-        def __init__(self) -> None:
-            self.t = time.process_time()
-
-        def on_epoch_end(self, row: dict, m) -> None:
-            now = time.process_time()
-            spent.append(now - self.t)
-            self.t = now
-
-    fit(copy.deepcopy(model), sub, objective=obj, callbacks=[Clock()],
-        cfg=TrainConfig(epochs=2, batch_size=batch_size, device=str(model.device), progress=False))
-    return spent[-1] / math.ceil(len(sub) / batch_size)
 
 
 def build(name: str, train_ds: Dataset, device: torch.device, seed: int):
@@ -103,7 +70,7 @@ def train(args, name: str, train_ds: Dataset, device: torch.device) -> tuple:
         history[-1]["cpu_minutes"] = budget.used()
         return model, history
     obj = ObjectiveConfig()
-    step = cpu_seconds_per_step(model, train_ds, obj, args.batch_size)
+    step = seconds_per_step(model, train_ds, obj, args.batch_size, steps=30, cpu=True)
     epochs = args.minutes * 60 / (step * math.ceil(len(train_ds) / args.batch_size))
     gamma = min(1.0, (args.lr_final / args.lr) ** (1 / max(epochs, 1e-3)))
     print(f"  {name}: {step * 1e3:.1f} CPU-ms/step -> ~{epochs:.1f} epochs in {args.minutes:g} CPU-min, "
@@ -133,7 +100,7 @@ def estimate_full(args, train_ds: Dataset, test_x: torch.Tensor, device: torch.d
           f"{steps:,} steps; test NLL with K={FULL['k']} on 10,000 images")
     for name in args.configs:
         model = build(name, train_ds, device, args.seed)
-        step = cpu_seconds_per_step(model, train_ds, ObjectiveConfig(), FULL["batch"])
+        step = seconds_per_step(model, train_ds, ObjectiveConfig(), FULL["batch"], steps=30, cpu=True)
         t0 = time.process_time()
         log_likelihood_estimate(model, test_x[:10], None, FULL["k"], seed=0)
         per_image = (time.process_time() - t0) / 10

@@ -31,10 +31,18 @@ class Trainer:
     precision: Precision    # autocast around the networks in the forward; GradScaler for fp16
     skipped: int = 0        # non-finite steps so far (the rows report this running count)
     bad_in_a_row: int = 0   # consecutive non-finite steps (reset by a good one)
+    compiled: nn.Module | None = None  # torch.compile(step_fn) with cfg.compile: used once the KL weight is constant
     params: list[nn.Parameter] = field(init=False)  # the trained parameters (listed once, not every step)
 
     def __post_init__(self) -> None:
         self.params = [p for p in self.objective.model.parameters() if p.requires_grad]
+
+    def forward_fn(self, epoch: float) -> nn.Module:
+        """The compiled step once the KL warm-up is over (compiled code specialises on the KL weight, a
+        Python float: compiling during warm-up would recompile every step), else ``step_fn``."""
+        if self.compiled is not None and epoch >= self.objective.cfg.warmup:
+            return self.compiled
+        return self.step_fn
 
 
 def steps_per_epoch(n: int, batch_size: int, world: int) -> int:
@@ -57,7 +65,7 @@ def _step(t: Trainer, xb: torch.Tensor, yb: torch.Tensor | None, epoch: float, s
     """One Adam step (or a skipped one); returns (terms, global mean loss) or None when skipped."""
     t.objective.zero_grad(set_to_none=True)  # the model's gradients and the loss probe's
     with t.precision.autocast():  # fp32, or the networks under autocast (terms stay fp32)
-        terms = t.step_fn(xb, yb, epoch, scale=scale)
+        terms = t.forward_fn(epoch)(xb, yb, epoch, scale=scale)
     t.precision.check_terms(terms, t.objective.model.name)  # likelihood and KL in fp32 (a dtype check)
     scaler = t.precision.scaler  # fp16 only: the loss is scaled up, the gradients back down
     (scaler.scale(terms.loss) if scaler else terms.loss).backward()  # non-finite: skipped below

@@ -85,8 +85,9 @@ def make_trainer(model: LatentModel, objective: ObjectiveConfig, cfg: TrainConfi
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps,
                            fused=device.type in ("cpu", "cuda") or None)
     spe = steps_per_epoch(n_train, cfg.batch_size, world)
-    return Trainer(obj, distributed.wrap(obj, device), opt, make_scheduler(opt, cfg, spe), cfg, rank, world, spe,
-                   Precision(cfg.precision, model, device))
+    step_fn = distributed.wrap(obj, device)
+    return Trainer(obj, step_fn, opt, make_scheduler(opt, cfg, spe), cfg, rank, world, spe,
+                   Precision(cfg.precision, model, device), compiled=torch.compile(step_fn) if cfg.compile else None)
 
 
 def _train(model: LatentModel, train: Dataset, val: Dataset | None, t: Trainer, run: Path | None,
