@@ -16,6 +16,8 @@ The model is pytorch/examples/vae: MLP 784-400-20 (ReLU), Bernoulli likelihood o
       the networks under autocast, fp32 master weights, likelihood / KL / test loss in fp32); the ratio is
       always to the fp32 GEMM limit, and the bf16 GEMM rate on the same shapes is printed beside it. On a
       CPU without bf16 instructions (AVX512-BF16 / AMX) bf16 GEMMs are emulated and far slower than fp32.
+      An entry ending in +compile (e.g. fp32+compile) trains with TrainConfig.compile; its rate includes
+      the compilation, which runs in the first epoch.
 
 Next to wall-clock examples/s it prints examples per CPU-second of the process (time.process_time): on a
 shared machine that is the steadier number, and with --threads 1 the two agree when the machine is idle.
@@ -23,7 +25,7 @@ With 2 intra-op threads on an oversubscribed machine torch's OpenMP threads wait
 one is descheduled, and every step slows by 10x or more: use --threads 1 (or OMP_NUM_THREADS=1) there.
 
     VAELAB_DATA_DIR=/work/shared/data .venv/bin/python bench/train_throughput.py [--epochs 10] [--quick] \
-        [--precisions fp32,bf16]
+        [--precisions fp32,bf16,fp32+compile]
 """
 from __future__ import annotations
 
@@ -95,8 +97,9 @@ def run_vaelab(epochs: int, seed: int, precision: str = "fp32") -> dict:
     from vaelab.models import build_model
     from vaelab.train import TrainConfig, fit, score
 
+    precision, compiled = precision.removesuffix("+compile"), precision.endswith("+compile")
     cfg = TrainConfig(epochs=epochs, batch_size=BATCH, lr=LR, seed=seed, device="cpu", progress=False,
-                      precision=precision)
+                      precision=precision, compile=compiled)  # compiled: its compile time is in epoch 1
     train = load_dataset("mnist", "train", binarize="none")  # all 60k: no validation split
     model = build_model("vae", input_shape=train.info.shape, latent_dim=LATENT, hidden=(HIDDEN,),
                         activation="relu", likelihood="bernoulli")
@@ -208,7 +211,8 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: torch's default)")
     p.add_argument("--precisions", default="fp32",
-                   help="comma-separated training precisions for vaelab, e.g. fp32,bf16 (default fp32)")
+                   help="comma-separated training precisions for vaelab, e.g. fp32,bf16,fp32+compile (default fp32; "
+                        "+compile: TrainConfig.compile)")
     p.add_argument("--worker", choices=["vaelab", "canonical", "floor"], help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.threads:
@@ -266,7 +270,7 @@ def main() -> None:
         print(f"(g) per precision ({epochs} ep)      examples/s  per CPU-s  / fp32 GEMM limit (wall, CPU)  "
               f"test loss   peak RSS")
         for prec, r in runs.items():
-            print(f"    {prec:5s}                    {r['examples_per_s']:>10,.0f} {r['examples_per_cpu_s']:>10,.0f}"
+            print(f"    {prec:12s}             {r['examples_per_s']:>10,.0f} {r['examples_per_cpu_s']:>10,.0f}"
                   f"   {r['examples_per_s'] / g['examples_per_s']:>8.2f} {r['examples_per_cpu_s'] / gc:>6.2f}"
                   f"          {r['test_loss']:>7.2f}   {r['peak_rss_mb']:>5.0f} MB")
         for prec in runs:
