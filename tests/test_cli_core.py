@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 import vaelab
 from vaelab import rundir
+from conftest import assert_cli_error
 from vaelab.cli import COMMANDS, app, load_command
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -90,6 +91,23 @@ def test_mistyped_names_get_a_suggestion(tmp_path):
     assert r.exit_code == 2 and "(did you mean 'bernoulli'?)" in r.output, r.output
     r = invoke("trian")
     assert r.exit_code == 2 and "Did you mean 'train'?" in r.output, r.output
+
+
+@pytest.mark.parametrize("args, needles", [
+    (["train", "--epoch", "5"], ["No such option: --epoch", "--epochs", "train --help"]),
+    (["train", "--epochs", "x"], ["'--epochs'", "valid integer", "(got 'x')"]),
+    (["sample", "--n", "4"], ["No such option: --n", "sample --help"]),
+    (["eval"], ["Missing argument 'run'", "eval --help"]),
+    (["trian"], ["No such command 'trian'", "Did you mean 'train'?"]),
+])
+def test_usage_errors_are_one_error_line(args, needles):
+    """Unknown options, unparsable values and missing arguments: one `error:` line naming them and the
+    command's --help, exit code 2, no usage box, no traceback."""
+    r = invoke(*args)
+    assert_cli_error(r, *needles)
+    lines = [line for line in r.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), r.output
+    assert "╭" not in r.output and "Usage:" not in r.output
 
 
 @pytest.mark.parametrize("name", command_names())

@@ -18,6 +18,12 @@ from typer.core import TyperCommand, TyperGroup
 
 from ..version import __version__
 
+try:  # typer >= 0.2x vendors click: its exceptions are typer._click's, not click's
+    from typer._click import exceptions as _cx
+except ImportError:  # pragma: no cover - older typer on click
+    from click import exceptions as _cx
+_NO_ARGS = getattr(_cx, "NoArgsIsHelpError", ())  # click >= 8.2: bare command with no_args_is_help
+
 # command -> (module under vaelab.cli that registers it, the first paragraph of its docstring)
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("core", "Train a model and write OUT/config.json, model.safetensors, metrics.jsonl."),
@@ -49,6 +55,39 @@ class LazyGroup(TyperGroup):
         if args and args[0] in COMMANDS:
             self.commands[args[0]] = load_command(args[0])
         return super().resolve_command(ctx, args)
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True, **extra: Any) -> Any:
+        """As click's, but a usage error (unknown option, bad value, missing argument) is ONE line,
+        ``error: ...`` naming the option and pointing at the command's --help, exit code 2."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except _NO_ARGS as e:  # bare `vaelab`: the help text, as before
+            e.show()
+            sys.exit(e.exit_code)
+        except _cx.UsageError as e:
+            where = e.ctx.command_path if e.ctx is not None else "vaelab"
+            typer.echo(f"error: {e.format_message()}{_given(e)} (see '{where} --help')", err=True)
+            sys.exit(2)
+        except _cx.ClickException as e:
+            typer.echo(f"error: {e.format_message()}", err=True)
+            sys.exit(e.exit_code)
+        except _cx.Abort:
+            typer.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def _given(e: Exception) -> str:
+    """' (got VALUE)' when a bad option value's parse error carries the text given (typer's pydantic
+    coercion does), else ''."""
+    errors = getattr(e.__cause__, "errors", None)
+    try:
+        return f" (got {errors()[0]['input']!r})" if callable(errors) else ""
+    except (IndexError, KeyError, TypeError):
+        return ""
 
 
 app = typer.Typer(help="vaelab: PCA, autoencoders and VAEs on your images - train, sample, measure, explore.",
