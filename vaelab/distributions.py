@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 from dataclasses import dataclass
 
 import torch
@@ -256,3 +257,40 @@ def groups_rate(q: Distribution, p: Distribution, z: Tensor) -> Tensor:
             and q.reinterpreted_batch_ndims == 1 and p.reinterpreted_batch_ndims == 1):
         return q.base_dist.log_prob(z) - p.base_dist.log_prob(z)
     return (q.log_prob(z) - p.log_prob(z)).unsqueeze(-1)
+
+
+class HierarchicalPrior(Distribution):
+    """p(z_T) prod_i p(z_i|z_{i+1}) over [z1, ..., z_T]; ``temperature`` scales every layer's std. ``model``
+    gives ``latent_dims``, ``device``, ``top_prior(n, temperature)`` and ``p_layer(i, z_above) -> (mu, logvar)``
+    (models/hvae.py)."""
+
+    arg_constraints: dict = {}
+    has_rsample = True
+
+    def __init__(self, model: Any, n: int, temperature: float = 1.0) -> None:
+        self.model, self.temperature = model, float(temperature)
+        super().__init__(torch.Size((n,)), torch.Size((model.latent_dim,)), validate_args=False)
+
+    def rsample(self, sample_shape: torch.Size = torch.Size(), generator: torch.Generator | None = None) -> Tensor:
+        m, t = self.model, self.temperature
+
+        def randn(*shape: int) -> Tensor:  # from ``generator`` when given (on its device), else the global RNG
+            if generator is None:
+                return torch.randn(*shape, device=m.device)
+            return torch.randn(*shape, generator=generator, device=generator.device).to(m.device)
+
+        zs = [rsample(m.top_prior(self.batch_shape[0], t), tuple(sample_shape), generator)]  # z_T (*lead, d_T)
+        for i in reversed(range(len(m.latent_dims) - 1)):
+            mu, logvar = m.p_layer(i, zs[0])
+            zs.insert(0, mu + t * (0.5 * logvar).exp() * randn(*mu.shape))
+        return torch.cat(zs, -1)                                       # (*lead, latent_dim)
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        m, t = self.model, self.temperature
+        zs = value.split(list(m.latent_dims), -1)
+        top = zs[-1]
+        lp = m.top_prior(1, t).log_prob(top).reshape(top.shape[:-1])  # batch (1,) broadcasts over value's rows
+        for i in range(len(zs) - 1):
+            mu, logvar = m.p_layer(i, zs[i + 1])
+            lp = lp + diag_gaussian(mu, logvar + 2 * math.log(t)).log_prob(zs[i])
+        return lp                                                      # value.shape[:-1]

@@ -32,8 +32,8 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution, Independent
 
-from ..distributions import (check_components, diag_gaussian, get_likelihood, kl_per_dim, likelihood, rsample,
-                             standard_normal)
+from ..distributions import (HierarchicalPrior, check_components, diag_gaussian, get_likelihood, kl_per_dim,
+                             likelihood, rsample, standard_normal)
 from ..nn import Decoder, Encoder, activation, check_body, mlp, resnet_channels
 from ..resnet import ResNetSpec
 from .base import Capabilities, LatentModel, check_sample_args, check_shape, register
@@ -282,38 +282,3 @@ class HierarchicalVAE(LatentModel):
         check_sample_args(n, temperature)
         z = self.prior(n, temperature).rsample(generator=generator)  # (n, latent_dim)
         return self.decode(z).mean
-
-
-class HierarchicalPrior(Distribution):
-    """p(z_T) prod_i p(z_i|z_{i+1}) over [z1, ..., z_T]; ``temperature`` scales every layer's std."""
-
-    arg_constraints: dict = {}
-    has_rsample = True
-
-    def __init__(self, model: HierarchicalVAE, n: int, temperature: float = 1.0) -> None:
-        self.model, self.temperature = model, float(temperature)
-        super().__init__(torch.Size((n,)), torch.Size((model.latent_dim,)), validate_args=False)
-
-    def rsample(self, sample_shape: torch.Size = torch.Size(), generator: torch.Generator | None = None) -> Tensor:
-        m, t = self.model, self.temperature
-
-        def randn(*shape: int) -> Tensor:  # from ``generator`` when given (on its device), else the global RNG
-            if generator is None:
-                return torch.randn(*shape, device=m.device)
-            return torch.randn(*shape, generator=generator, device=generator.device).to(m.device)
-
-        zs = [rsample(m.top_prior(self.batch_shape[0], t), tuple(sample_shape), generator)]  # z_T (*lead, d_T)
-        for i in reversed(range(len(m.latent_dims) - 1)):
-            mu, logvar = m.p_layer(i, zs[0])
-            zs.insert(0, mu + t * (0.5 * logvar).exp() * randn(*mu.shape))
-        return torch.cat(zs, -1)                                       # (*lead, latent_dim)
-
-    def log_prob(self, value: Tensor) -> Tensor:
-        m, t = self.model, self.temperature
-        zs = value.split(list(m.latent_dims), -1)
-        top = zs[-1]
-        lp = m.top_prior(1, t).log_prob(top).reshape(top.shape[:-1])  # batch (1,) broadcasts over value's rows
-        for i in range(len(zs) - 1):
-            mu, logvar = m.p_layer(i, zs[i + 1])
-            lp = lp + diag_gaussian(mu, logvar + 2 * math.log(t)).log_prob(zs[i])
-        return lp                                                      # value.shape[:-1]
