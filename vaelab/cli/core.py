@@ -20,7 +20,6 @@ from ..train.run import resume_conflicts, train_run
 from ..train.loop import TrainConfig
 from . import app
 from .common import SCALARS, epoch_lines, friendly, option_type, parse_text, unwrap_optional
-from .plot import draw, draw_samples
 
 
 # -- vaelab train: options generated from the config dataclasses ------------------------------------------
@@ -235,6 +234,8 @@ def sample(
     data_dir: Optional[Path] = typer.Option(None, help="where mnist/ lives, to fit a sampler (else $VAELAB_DATA_DIR)"),
 ) -> None:
     """Draw samples (the model's prior, or a sampler fitted to its codes) into a PNG: short for plot --kind samples."""
+    from .plot import draw_samples  # matplotlib: imported by the commands that draw, not by `vaelab train`
+
     typer.echo(draw_samples(run, out, n=n, label=label, temperature=temperature, seed=seed, sampler=sampler,
                             refit=refit, data_dir=data_dir))
 
@@ -251,4 +252,6 @@ def reconstruct(
 ) -> None:
     """Test images (top row) and their reconstructions (bottom row)."""
     # the short form of `vaelab plot RUN --kind recon`: the same picture, drawn by the same code
+    from .plot import draw
+
     typer.echo(draw("recon", run, out, n=n, data_dir=data_dir, data=data))
