@@ -25,6 +25,7 @@ constructor arguments the contract suite uses for any registered model.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import sys
 from pathlib import Path
@@ -195,3 +196,14 @@ def built(request, digits):
         model.fit_closed_form(train.x)
     x, y = test.x[:BUILT_BATCH], test.y[:BUILT_BATCH]
     return model.eval(), x, (y if model.capabilities.needs_labels else None)
+
+
+def quadrature_log_px(model, x: torch.Tensor, lim: float = 7.0, n: int = 281) -> torch.Tensor:
+    """log p(x) = log int p(x|z) p(z) dz on an n x n grid over [-lim, lim]^2 for a model with a 2-D code
+    (for a hierarchy, p(z) is its whole chain, ``model.prior(1).log_prob``): (B,)."""
+    t = torch.linspace(-lim, lim, n, dtype=torch.float64)
+    z = torch.cartesian_prod(t, t)                                            # (G, 2)
+    log_pz = model.prior(1).log_prob(z)                                       # (G,)
+    px = model.decode(z)
+    log_px_z = torch.stack([px.log_prob(xi.expand(len(z), *xi.shape)) for xi in x])  # (B, G)
+    return torch.logsumexp(log_px_z + log_pz, -1) + 2 * math.log(float(t[1] - t[0]))

@@ -8,6 +8,8 @@ import math
 import pytest
 import torch
 
+from conftest import quadrature_log_px
+
 from vaelab import objectives
 from vaelab.distributions import diag_gaussian
 from vaelab.eval.likelihood import log_likelihood_estimate
@@ -88,21 +90,13 @@ def test_pseudo_inputs_receive_gradients():
     assert model.pseudo.grad is not None and model.pseudo.grad.abs().sum() > 0
 
 
-def quadrature_log_px(model, x: torch.Tensor, lim: float = 7.0, n: int = 281) -> torch.Tensor:
-    """log p(x) = log int p(x|z1) p(z1|z2) p(z2) dz on an n x n grid (latent_dims (1, 1)): (B,)."""
-    t = torch.linspace(-lim, lim, n, dtype=torch.float64)
-    z = torch.cartesian_prod(t, t)                                            # (G, 2) = [z1, z2]
-    log_pz = model.prior(1).log_prob(z)                                       # (G,) the whole chain
-    px = model.decode(z)
-    log_px_z = torch.stack([px.log_prob(xi.expand(len(z), *xi.shape)) for xi in x])  # (B, G)
-    return torch.logsumexp(log_px_z + log_pz, -1) + 2 * math.log(float(t[1] - t[0]))
 
 
 def test_importance_sampling_matches_quadrature_and_the_elbo_is_below(digits):
     model = trained(digits, latent_dims=(1, 1), n_pseudo=20).double()
     x = digits[1].x[:6].double()
     with torch.no_grad():
-        exact = quadrature_log_px(model, x)
+        exact = quadrature_log_px(model, x, lim=7.0, n=281)
         est = log_likelihood_estimate(model, x, None, k=4000, seed=1)
         iwae = torch.stack([objectives.iwae(model, x, k=50).elbo for _ in range(20)])   # (draws, B)
         elbo = torch.stack([objectives.elbo(model, x).elbo for _ in range(400)])       # (draws, B)

@@ -7,6 +7,8 @@ import math
 
 import pytest
 import torch
+
+from conftest import quadrature_log_px
 from torch.autograd.functional import jacobian
 
 from vaelab import objectives
@@ -174,14 +176,6 @@ def test_iaf_config_rejects(bad, match):
 
 
 # -- both: log p(x) by importance sampling against quadrature; ELBO <= IS estimate -------------------------
-def quadrature_log_px(model, x: torch.Tensor, lim: float = 7.0, n: int = 281) -> torch.Tensor:
-    """log p(x) = log int p(x|z) p(z) dz on an n x n grid over [-lim, lim]^2 (2-D latent): (B,)."""
-    t = torch.linspace(-lim, lim, n, dtype=torch.float64)
-    z = torch.cartesian_prod(t, t)                                            # (G, 2)
-    log_pz = model.prior(1).log_prob(z)                                       # (G,)
-    px = model.decode(z)
-    log_px_z = torch.stack([px.log_prob(xi.expand(len(z), *xi.shape)) for xi in x])  # (B, G)
-    return torch.logsumexp(log_px_z + log_pz, -1) + 2 * math.log(float(t[1] - t[0]))
 
 
 @pytest.mark.parametrize("name, kw", [("vamp", {"n_pseudo": 20}), ("iaf", {"n_flows": 2, "flow_hidden": (32,)})])
@@ -190,7 +184,7 @@ def test_importance_sampling_matches_quadrature_and_bounds_the_elbo(name, kw, di
     model = trained(name, digits, latent_dim=2, **kw).double()
     x = digits[1].x[:6].double()
     with torch.no_grad():
-        exact = quadrature_log_px(model, x)
+        exact = quadrature_log_px(model, x, lim=7.0, n=281)
         est = log_likelihood_estimate(model, x, None, k=4000, seed=1)
         elbo = torch.stack([objectives.elbo(model, x).elbo for _ in range(400)])   # (draws, B)
     assert ((est.log_px - exact).abs() < 0.02 + 4 * est.se).all()
