@@ -259,10 +259,10 @@ def groups_rate(q: Distribution, p: Distribution, z: Tensor) -> Tensor:
     return (q.log_prob(z) - p.log_prob(z)).unsqueeze(-1)
 
 
-class HierarchicalPrior(Distribution):
-    """p(z_T) prod_i p(z_i|z_{i+1}) over [z1, ..., z_T]; ``temperature`` scales every layer's std. ``model``
-    gives ``latent_dims``, ``device``, ``top_prior(n, temperature)`` and ``p_layer(i, z_above) -> (mu, logvar)``
-    (models/hvae.py)."""
+class LayeredPrior(Distribution):
+    """The prior of a model with layers of latents, over its flat code: batch shape (n,), event
+    (model.latent_dim,); ``temperature`` scales every layer's std. Subclasses walk the model's layers in
+    ``rsample`` and ``log_prob`` (HierarchicalPrior here; models/tdvae.py's TopDownPrior)."""
 
     arg_constraints: dict = {}
     has_rsample = True
@@ -270,6 +270,11 @@ class HierarchicalPrior(Distribution):
     def __init__(self, model: Any, n: int, temperature: float = 1.0) -> None:
         self.model, self.temperature = model, float(temperature)
         super().__init__(torch.Size((n,)), torch.Size((model.latent_dim,)), validate_args=False)
+
+
+class HierarchicalPrior(LayeredPrior):
+    """p(z_T) prod_i p(z_i|z_{i+1}) over [z1, ..., z_T]. ``model`` gives ``latent_dims``, ``device``,
+    ``top_prior(n, temperature)`` and ``p_layer(i, z_above) -> (mu, logvar)`` (models/hvae.py)."""
 
     def rsample(self, sample_shape: torch.Size = torch.Size(), generator: torch.Generator | None = None) -> Tensor:
         m, t = self.model, self.temperature

@@ -30,7 +30,6 @@ from ..fileio import finite_or_none
 from ..models import LatentModel
 from ..samplers import Sampler
 from .disentangle import disentanglement
-from .features import fd_vaelab  # noqa: F401  (re-exported: FD alone)
 from .quality import sample_quality
 from .latents import ACTIVE_THRESHOLD, active_units, posterior_stats, probe_accuracy
 from .likelihood import (UniformNoise, batch_log_weights, batch_slices, chunk_generator, default_sizes,  # noqa: F401

@@ -18,10 +18,9 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from ..distributions import get_likelihood
 from .base import Capabilities, register
 from .hvae import HierarchicalVAE, HVAEConfig
-from .vamp import VampMixture, check_n_pseudo, in_data_space, pseudo_parameter
+from .vamp import PseudoInputs, VampMixture, check_n_pseudo
 
 
 @dataclass(frozen=True)
@@ -37,21 +36,12 @@ class HVAEVampConfig(HVAEConfig):
 
 
 @register("hvae-vamp", HVAEVampConfig)
-class HierarchicalVampVAE(HierarchicalVAE):
+class HierarchicalVampVAE(PseudoInputs, HierarchicalVAE):
     """The hvae with p(z_T) = mean_k q(z_T | u_k) over learned pseudo-inputs u_k."""
 
     # as the hvae: its own prior, a mean-field encode() summary, and no closed-form total KL (here even the
     # top layer's KL is a single-sample rate: the prior is a mixture)
     capabilities = Capabilities(standard_prior=False, gaussian_posterior=False, closed_form_kl=False)
-
-    def __init__(self, config: HVAEVampConfig) -> None:
-        super().__init__(config)
-        self.unit_interval = get_likelihood(config.likelihood).needs_unit_interval
-        self.pseudo = pseudo_parameter(config.n_pseudo, config.input_shape)  # (K, *shape)
-
-    def pseudo_inputs(self) -> Tensor:
-        """The K pseudo-inputs u_k in data space: (K, *input_shape)."""
-        return in_data_space(self.pseudo, self.unit_interval)
 
     def pseudo_posteriors(self) -> tuple[Tensor, Tensor]:
         """(mu, logvar) of q(z_T | u_k) for every pseudo-input: (K, d_T) each."""

@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution, Normal, kl_divergence
 
-from ..distributions import check_components, diag_gaussian, get_likelihood, likelihood
+from ..distributions import LayeredPrior, check_components, diag_gaussian, get_likelihood, likelihood
 from ..nn import activation
 from ..resnet import NORMS
 from .base import Capabilities, LatentModel, check_sample_args, check_shape, register
@@ -273,15 +273,8 @@ class TopDownVAE(LatentModel):
         return self._px(out, (n,)).mean
 
 
-class TopDownPrior(Distribution):
-    """prod_l p(z_l | z_>l) over the flat code; ``temperature`` scales every layer's std."""
-
-    arg_constraints: dict = {}
-    has_rsample = True
-
-    def __init__(self, model: TopDownVAE, n: int, temperature: float = 1.0) -> None:
-        self.model, self.temperature = model, float(temperature)
-        super().__init__(torch.Size((n,)), torch.Size((model.latent_dim,)), validate_args=False)
+class TopDownPrior(LayeredPrior):
+    """prod_l p(z_l | z_>l) over the flat code of a TopDownVAE; ``temperature`` scales every layer's std."""
 
     def rsample(self, sample_shape: torch.Size = torch.Size(), generator: torch.Generator | None = None) -> Tensor:
         lead = torch.Size(sample_shape) + self.batch_shape

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -33,15 +34,20 @@ def check_n_pseudo(n_pseudo: object) -> None:
         raise ValueError(f"n_pseudo={n_pseudo!r} must be an integer in 1..65536")
 
 
-def pseudo_parameter(n_pseudo: int, input_shape: tuple[int, ...]) -> nn.Parameter:
-    """K learned pseudo-inputs (K, *input_shape), initialised N(0.05, 0.01^2) per value (inside hardtanh's
-    linear range, so every one gets gradients)."""
-    return nn.Parameter(torch.randn(n_pseudo, *input_shape) * 0.01 + 0.05)
+class PseudoInputs:
+    """Mixed in before a model class whose config has ``n_pseudo``, ``input_shape`` and ``likelihood``: the K
+    learned pseudo-inputs u_k of a VampPrior (``pseudo``, (K, *input_shape)), shared by vamp and hvae-vamp."""
 
+    def __init__(self, config: Any) -> None:
+        super().__init__(config)
+        self.unit_interval = get_likelihood(config.likelihood).needs_unit_interval
+        # initialised N(0.05, 0.01^2) per value: inside hardtanh's linear range, so every one gets gradients
+        self.pseudo = nn.Parameter(torch.randn(config.n_pseudo, *config.input_shape) * 0.01 + 0.05)  # (K, *shape)
 
-def in_data_space(pseudo: Tensor, unit_interval: bool) -> Tensor:
-    """The pseudo-inputs as data: hardtanh(0, 1) when the likelihood needs [0, 1] data, else as they are."""
-    return nn.functional.hardtanh(pseudo, 0.0, 1.0) if unit_interval else pseudo
+    def pseudo_inputs(self) -> Tensor:
+        """The K pseudo-inputs u_k in data space (hardtanh(0, 1) when the likelihood needs [0, 1] data, else
+        as they are): (K, *input_shape)."""
+        return nn.functional.hardtanh(self.pseudo, 0.0, 1.0) if self.unit_interval else self.pseudo
 
 
 @dataclass(frozen=True)
@@ -103,19 +109,10 @@ class VampMixture(Distribution):
 
 
 @register("vamp", VampConfig)
-class VampVAE(VariationalAE):
+class VampVAE(PseudoInputs, VariationalAE):
     """The VAE with p(z) = mean_k q(z | u_k) over learned pseudo-inputs u_k."""
 
     capabilities = Capabilities(standard_prior=False, closed_form_kl=False)  # Gaussian q, mixture p, MC rate
-
-    def __init__(self, config: VampConfig) -> None:
-        super().__init__(config)
-        self.unit_interval = get_likelihood(config.likelihood).needs_unit_interval
-        self.pseudo = pseudo_parameter(config.n_pseudo, config.input_shape)  # (K, *shape)
-
-    def pseudo_inputs(self) -> Tensor:
-        """The K pseudo-inputs u_k in data space: (K, *input_shape)."""
-        return in_data_space(self.pseudo, self.unit_interval)
 
     def pseudo_posteriors(self) -> Distribution:
         """q(z | u_k) for every pseudo-input: a diagonal Gaussian with batch shape (K,)."""
