@@ -207,3 +207,22 @@ def quadrature_log_px(model, x: torch.Tensor, lim: float = 7.0, n: int = 281) ->
     px = model.decode(z)
     log_px_z = torch.stack([px.log_prob(xi.expand(len(z), *xi.shape)) for xi in x])  # (B, G)
     return torch.logsumexp(log_px_z + log_pz, -1) + 2 * math.log(float(t[1] - t[0]))
+
+
+def check_bounds_against_quadrature(model, x: torch.Tensor, exact: torch.Tensor, k: int,
+                                    elbo_draws: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The importance-sampled log p(x) (k samples) within 0.02 + 4 se of the quadrature value ``exact``, and
+    ELBO <= IWAE-50 <= log p(x) per example (within 4 se). Returns the IWAE-50 - ELBO gap and its se (B,)."""
+    from vaelab import objectives
+    from vaelab.eval.likelihood import log_likelihood_estimate
+
+    with torch.no_grad():
+        est = log_likelihood_estimate(model, x, None, k=k, seed=1)
+        iwae = torch.stack([objectives.iwae(model, x, k=50).elbo for _ in range(20)])       # (draws, B)
+        elbo = torch.stack([objectives.elbo(model, x).elbo for _ in range(elbo_draws)])     # (draws, B)
+    assert ((est.log_px - exact).abs() < 0.02 + 4 * est.se).all()
+    se = (elbo.var(0) / len(elbo) + iwae.var(0) / len(iwae)).sqrt()
+    gap = iwae.mean(0) - elbo.mean(0)                                          # ELBO <= IWAE-50 <= log p(x)
+    assert (gap >= -4 * se).all()
+    assert (iwae.mean(0) <= exact + 4 * iwae.std(0) / math.sqrt(len(iwae))).all()
+    return gap, se

@@ -8,10 +8,9 @@ import math
 import pytest
 import torch
 
-from conftest import cli, quadrature_log_px
+from conftest import check_bounds_against_quadrature, cli, quadrature_log_px
 from vaelab import objectives
 from vaelab.data.store import Dataset
-from vaelab.eval.likelihood import log_likelihood_estimate
 from vaelab.models import build_model
 from vaelab.train import TrainConfig, fit
 
@@ -102,8 +101,6 @@ def test_prior_chain_log_prob_and_temperature():
     assert (cold[:, 0].std() / draws[:, 0].std() - 0.5).abs() < 0.04          # the top layer's std halves
 
 
-
-
 def test_importance_sampling_matches_quadrature_and_the_elbo_is_below(digits):
     """A wrong log q or log p (or a decode that disagrees with the training pass) biases the IS estimate."""
     model = trained(digits, **TWO_D).double()
@@ -111,14 +108,7 @@ def test_importance_sampling_matches_quadrature_and_the_elbo_is_below(digits):
     x = binarized(digits[1]).x[:6].double()
     with torch.no_grad():
         exact = quadrature_log_px(model, x, lim=8.0, n=161)  # step 0.1: within 1e-8 of n=241 (measured)
-        est = log_likelihood_estimate(model, x, None, k=2000, seed=1)
-        iwae = torch.stack([objectives.iwae(model, x, k=50).elbo for _ in range(20)])   # (draws, B)
-        elbo = torch.stack([objectives.elbo(model, x).elbo for _ in range(300)])       # (draws, B)
-    assert ((est.log_px - exact).abs() < 0.02 + 4 * est.se).all()
-    se = (elbo.var(0) / len(elbo) + iwae.var(0) / len(iwae)).sqrt()
-    gap = iwae.mean(0) - elbo.mean(0)                                          # ELBO <= IWAE-50 <= log p(x)
-    assert (gap >= -4 * se).all()
-    assert (iwae.mean(0) <= exact + 4 * iwae.std(0) / math.sqrt(len(iwae))).all()
+    check_bounds_against_quadrature(model, x, exact, k=2000, elbo_draws=300)
 
 
 def test_sample_follows_the_generator_and_temperature():
