@@ -19,21 +19,30 @@ below): every array here is tiny, and on a shared 2-core machine a second thread
 other processes (measured under load: a full-batch linear-AE fit ~100 s -> ~5 s; a digits
 LogisticRegression + CVAE test 12 s -> 2 s).
 
+vaelab's cache root (``$XDG_CACHE_HOME/vaelab``: feature nets, the commands' option specs) is a fresh
+temporary folder for the session, set below before anything runs: tests never write the user's ~/.cache.
+
 Helpers (import with ``from conftest import ...``): ``contract_params(name)`` builds the small
 constructor arguments the contract suite uses for any registered model.
 """
 from __future__ import annotations
 
+import atexit
 import dataclasses
 import math
 import os
+import shutil
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 from threadpoolctl import threadpool_limits
+
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="vaelab-test-cache-")  # children inherit it
+atexit.register(shutil.rmtree, os.environ["XDG_CACHE_HOME"], True)
 
 from vaelab.data import Dataset, load_dataset
 from vaelab.models import REGISTRY, build_model, config_fields, load_plugins, model_class

@@ -306,3 +306,16 @@ def test_sample_is_plot_kind_samples(digits_runs, tmp_path, run, extra):
     r = invoke("plot", src, "--kind", "samples", "-n", "9", "--seed", "3", "--out", b, *extra)
     assert r.exit_code == 0, r.output
     assert np.array_equal(np.asarray(Image.open(a)), np.asarray(Image.open(b)))
+
+
+def test_ctrl_c_is_aborted_not_a_traceback(monkeypatch, tmp_path):
+    """Ctrl-C in a command: exit code 130 (128 + SIGINT), no traceback."""
+    import vaelab.cli.core as core
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(core, "train_run", interrupted)
+    r = invoke("train", *FAST, "--out", tmp_path / "run")
+    assert r.exit_code == 130 and isinstance(r.exception, SystemExit), (r.output, r.exception)
+    assert "Traceback" not in r.output

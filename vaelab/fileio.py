@@ -1,4 +1,5 @@
-"""Writing files so that readers never see half of one, and JSON that stays strict (bottom layer, stdlib only).
+"""Writing files so that readers never see half of one, JSON that stays strict, and where vaelab's own caches
+live (bottom layer, stdlib only).
 
 Every atomic write in vaelab goes through :func:`atomic_path`: a temporary name in the target's own folder
 (``.<name>.<random>.tmp``, so the final ``os.replace`` never crosses file systems), flushed to disk with
@@ -15,7 +16,24 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_path", "atomic_write", "finite_or_none", "fsync_dir"]
+__all__ = ["atomic_path", "atomic_write", "find_cache_dir", "finite_or_none", "fsync_dir"]
+
+CACHE_ENV = "XDG_CACHE_HOME"
+
+
+def find_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """Return vaelab's cache root (trained feature nets live in ``<root>/features/``, the commands' option
+    specs in ``<root>/cli/``).
+
+    Order: the ``cache_dir`` argument (--cache-dir), else ``$XDG_CACHE_HOME/vaelab``, else
+    ``~/.cache/vaelab``; never the data directory (a read-only or shared data root stays untouched).
+    ``~`` is expanded; the directory is not created."""
+    if cache_dir is not None and str(cache_dir) != "":
+        return Path(cache_dir).expanduser()
+    xdg = os.environ.get(CACHE_ENV, "").strip()
+    if xdg and Path(xdg).expanduser().is_absolute():  # the XDG spec: relative values are ignored
+        return Path(xdg).expanduser() / "vaelab"
+    return Path.home() / ".cache" / "vaelab"
 
 
 @contextmanager

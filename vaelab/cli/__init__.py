@@ -53,7 +53,7 @@ class LazyGroup(TyperGroup):
 
     def resolve_command(self, ctx: click.Context, args: list[str]) -> Any:
         if args and args[0] in COMMANDS:
-            self.commands[args[0]] = load_command(args[0])
+            self.commands[args[0]] = STAND_INS.get(args[0]) or load_command(args[0])
         return super().resolve_command(ctx, args)
 
     def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
@@ -74,7 +74,7 @@ class LazyGroup(TyperGroup):
         except _cx.ClickException as e:
             typer.echo(f"error: {e.format_message()}", err=True)
             sys.exit(e.exit_code)
-        except _cx.Abort:
+        except typer.Abort:  # click turns Ctrl-C (KeyboardInterrupt) and EOF into Abort
             typer.echo("Aborted!", err=True)
             sys.exit(1)
         sys.exit(code if isinstance(code, int) else 0)
@@ -89,6 +89,10 @@ def _given(e: Exception) -> str:
     except (IndexError, KeyError, TypeError):
         return ""
 
+
+# command -> its stand-in built from the cached spec (cli/cached.py), while main() tries it
+STAND_INS: dict[str, click.Command] = {}
+_SAVE_SPECS = False  # main() without plugins: load_command writes each real command's spec to the cache
 
 app = typer.Typer(help="vaelab: PCA, autoencoders and VAEs on your images - train, sample, measure, explore.",
                   cls=LazyGroup, no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -111,9 +115,34 @@ def load_command(name: str) -> click.Command:
     importlib.import_module(f"{__name__}.{COMMANDS[name][0]}")
     for info in app.registered_commands:
         if (info.name or typer.main.get_command_name(info.callback.__name__)) == name:
-            return typer.main.get_command_from_info(info, pretty_exceptions_short=app.pretty_exceptions_short,
-                                                    rich_markup_mode=app.rich_markup_mode)
+            if _SAVE_SPECS:
+                from . import cached
+
+                cached.save(name, info)
+            return _command(info)
     raise RuntimeError(f"module vaelab.cli.{COMMANDS[name][0]} registers no command {name!r}")
+
+
+def _command(info: Any) -> click.Command:
+    return typer.main.get_command_from_info(info, pretty_exceptions_short=app.pretty_exceptions_short,
+                                            rich_markup_mode=app.rich_markup_mode)
+
+
+def answer_from_cache(name: str) -> None:
+    """Let the cached stand-in of command ``name`` parse the command line (sys.argv): it prints the help or the usage error and
+    exits; a command line that parses returns, for the real command (no valid spec: returns at once)."""
+    from . import cached
+
+    info = cached.load(name)
+    if info is None:
+        return
+    STAND_INS[name] = _command(info)
+    try:
+        app()
+    except cached.NeedsCommand:
+        pass
+    finally:
+        STAND_INS.pop(name, None)
 
 
 def plugin_args(argv: Sequence[str]) -> list[str]:
@@ -148,9 +177,17 @@ def _command_in(argv: Sequence[str]) -> str | None:
 
 def main() -> None:
     # Plugins first, for the commands that read models (their options come from the registered ones);
-    # help, --version and unknown commands import nothing heavy.
+    # help, --version and unknown commands import nothing heavy; a command's help and usage errors come
+    # from its cached spec when there is one (cli/cached.py).
+    global _SAVE_SPECS
     argv = sys.argv[1:]
-    if _command_in(argv) in COMMANDS:
+    name = _command_in(argv)
+    if name in COMMANDS:
+        from .cached import plugins_requested
+
+        _SAVE_SPECS = not plugins_requested(argv)
+        if _SAVE_SPECS:
+            answer_from_cache(name)  # help and usage errors without importing torch
         try:
             use_plugins(plugin_args(argv))
         except ValueError as e:

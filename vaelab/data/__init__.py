@@ -6,6 +6,7 @@ from .datasets import (  # noqa: F401
     for_evaluation, info_dict, load_dataset, load_from_info, split_validation,
 )
 from .store import dequantize  # noqa: F401
-from .paths import DATA_DIR_ENV, find_cache_dir, find_data_dir  # noqa: F401
+from ..fileio import find_cache_dir  # noqa: F401  (the cache root lives at the bottom layer)
+from .paths import DATA_DIR_ENV, find_data_dir  # noqa: F401
 from .datasets import info_from_dict  # noqa: F401
 from .recorded import data_roots, load_recorded, resolve_recorded  # noqa: F401

@@ -19,7 +19,7 @@ def _env_data_dir() -> Path | None:
 
 def find_data_dir(data_dir: str | os.PathLike[str] | None = None) -> Path:
     """Return the vaelab data directory (MNIST lives in ``<dir>/mnist/``; cached feature nets live in
-    :func:`find_cache_dir`).
+    :func:`vaelab.fileio.find_cache_dir`).
 
     Order: the ``data_dir`` argument, else ``$VAELAB_DATA_DIR``, else ``~/.cache/vaelab``.  ``~`` is
     expanded; the directory is not created.
@@ -31,21 +31,3 @@ def data_roots(data_dir: str | os.PathLike[str] | None = None) -> list[Path]:
     """The configured data roots a run's recorded paths may point into: ``data_dir`` (--data-dir) and
     ``$VAELAB_DATA_DIR``, where set."""
     return [root for root in (_given(data_dir), _env_data_dir()) if root is not None]
-
-
-CACHE_ENV = "XDG_CACHE_HOME"
-
-
-def find_cache_dir(cache_dir: str | os.PathLike[str] | None = None) -> Path:
-    """Return vaelab's cache root (trained feature nets live in ``<root>/features/``).
-
-    Order: the ``cache_dir`` argument (--cache-dir), else ``$XDG_CACHE_HOME/vaelab``, else
-    ``~/.cache/vaelab``; never the data directory (a read-only or shared data root stays untouched).
-    ``~`` is expanded; the directory is not created."""
-    given = _given(cache_dir)
-    if given is not None:
-        return given
-    xdg = os.environ.get(CACHE_ENV, "").strip()
-    if xdg and Path(xdg).expanduser().is_absolute():  # the XDG spec: relative values are ignored
-        return Path(xdg).expanduser() / "vaelab"
-    return Path.home() / ".cache" / "vaelab"
