@@ -7,7 +7,9 @@ the loop's own timing of its second epoch (``examples_per_s`` in metrics.jsonl: 
 validation); the plain loop is written the way one writes it by hand: shuffle indices, slice the batch,
 ``model.encoder`` -> reparameterise -> ``model.decoder`` -> Gaussian log-density and closed-form KL by
 formula, ``torch.optim.Adam`` step, timed over its second epoch too. Then the plain loop once more with
-the model and the batches in channels_last memory format. Every number is images per wall-second and per
+the model and the batches in channels_last memory format, and vaelab with ``TrainConfig.channels_last``
+(``--channels-last``: the model's conv weights in NHWC; the batches follow inside the first convolution).
+Every number is images per wall-second and per
 CPU-second of this process (steadier on a shared machine); the ratio is vaelab / plain.
 
     .venv/bin/python bench/resnet_throughput.py [--n 1024] [--threads 1] [--channels 32,64,128]
@@ -43,11 +45,11 @@ def new_model(args: argparse.Namespace, device: torch.device):
 
 
 def run_vaelab(x: torch.Tensor, args: argparse.Namespace, device: torch.device, precision: str = "fp32",
-               compile: bool = False) -> dict[str, float]:
+               compile: bool = False, channels_last: bool = False) -> dict[str, float]:
     model = new_model(args, device)
     ds = Dataset(x, None, DataInfo(name="synthetic-rgb32", shape=SHAPE))
     cfg = TrainConfig(epochs=2, batch_size=BATCH, lr=LR, seed=0, device=str(device), progress=False,
-                      precision=precision, compile=compile)
+                      precision=precision, compile=compile, channels_last=channels_last)
     ends: list[float] = []  # process CPU time at each epoch's end (no validation, no run folder here)
     history = fit(model, ds, None, cfg=cfg, callbacks=[EpochCPU(ends)])
     row = history[-1]
@@ -118,7 +120,8 @@ def main() -> None:
     print(f"device {device}, threads {torch.get_num_threads()}, {args.n} images 3x32x32, batch {BATCH}, "
           f"channels {args.channels}, latent {args.latent_dim}")
     runs = {"vaelab fit": run_vaelab(x, args, device), "plain loop": run_plain(x, args, device),
-            "plain loop, channels_last": run_plain(x, args, device, channels_last=True)}
+            "plain loop, channels_last": run_plain(x, args, device, channels_last=True),
+            "vaelab fit, channels_last": run_vaelab(x, args, device, channels_last=True)}
     for precision in [p for p in args.precisions.split(",") if p != "fp32"]:
         runs[f"vaelab fit, {precision}"] = run_vaelab(x, args, device, precision=precision)
     if args.compile:  # timed on epoch 2: the compilation (epoch 1) is not in the rate
@@ -128,9 +131,11 @@ def main() -> None:
               f"epoch-2 loss {r['loss']:.1f} nats/image")
     v, p = runs["vaelab fit"], runs["plain loop"]
     print(f"ratio vaelab / plain: {v['wall'] / p['wall']:.3f} (wall), {v['cpu'] / p['cpu']:.3f} (CPU time)")
-    c = runs["plain loop, channels_last"]
+    c, vc = runs["plain loop, channels_last"], runs["vaelab fit, channels_last"]
     print(f"channels_last / contiguous (plain loop): {c['wall'] / p['wall']:.3f} (wall), "
           f"{c['cpu'] / p['cpu']:.3f} (CPU time)")
+    print(f"channels_last / contiguous (vaelab fit): {vc['wall'] / v['wall']:.3f} (wall), "
+          f"{vc['cpu'] / v['cpu']:.3f} (CPU time)")
     for name in [n for n in runs if n.startswith("vaelab fit, ")]:
         r = runs[name]
         print(f"{name} / plain loop: {r['wall'] / p['wall']:.3f} (wall), {r['cpu'] / p['cpu']:.3f} (CPU time)")

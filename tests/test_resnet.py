@@ -169,3 +169,33 @@ def test_training_a_resnet_vae_on_digits_lowers_the_loss(digits):
     assert all(math.isfinite(r["loss"]) for r in history)
     assert last < first - 3, [r["loss"] for r in history]
     assert -history[-1]["val_elbo"] < 0.8 * 64 * math.log(2), history[-1]
+
+
+def test_channels_last_trains_like_nchw_saves_nchw_and_resumes(tmp_path):
+    """TrainConfig.channels_last: the conv weights train in NHWC memory, the losses follow the NCHW run's (the
+    same math; conv kernels differ in summation order), model.safetensors holds ordinary contiguous tensors
+    that load into a fresh model, and --resume continues such a run."""
+    from vaelab.rundir.checkpoint import load as load_run_model
+    from vaelab.train import TrainConfig
+    from vaelab.train.run import train_run
+
+    opts = {**SMALL, "latent_dim": 3}
+    runs = {}
+    for name, cl in (("nchw", False), ("nhwc", True)):
+        cfg = TrainConfig(epochs=2, batch_size=64, lr=2e-3, seed=0, device="cpu", progress=False, channels_last=cl)
+        torch.manual_seed(0)
+        runs[name] = train_run("vae", "digits", tmp_path / name, opts, cfg, val_fraction=0.1)
+    model, rows = runs["nhwc"]
+    convs = [p for p in model.parameters() if p.dim() == 4]
+    assert convs and all(p.is_contiguous(memory_format=torch.channels_last) for p in convs)
+    assert any(not p.is_contiguous() for p in convs)  # (a weight with one input channel or 1x1 kernels is both)
+    for a, b in zip(runs["nchw"][1], rows):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-3) and a["val_elbo"] == pytest.approx(b["val_elbo"], rel=1e-3)
+    loaded = load_run_model(tmp_path / "nhwc")
+    assert all(v.is_contiguous() for v in loaded.state_dict().values())
+    x = torch.rand(5, 1, 8, 8)
+    model.eval()
+    assert torch.allclose(loaded.encode(x).mean, model.encode(x).mean, atol=1e-5)
+    cfg = TrainConfig(epochs=3, batch_size=64, lr=2e-3, seed=0, device="cpu", progress=False, channels_last=True)
+    _, resumed = train_run("vae", "digits", tmp_path / "nhwc", opts, cfg, val_fraction=0.1, resume=True)
+    assert [r["epoch"] for r in resumed] == [1, 2, 3] and resumed[-1]["loss"] < resumed[0]["loss"]

@@ -81,6 +81,8 @@ def make_trainer(model: LatentModel, objective: ObjectiveConfig, cfg: TrainConfi
     """The objective, Adam, the lr schedule and the precision for training ``model`` (on ``device``) on
     ``n_train`` examples; ``trainer.precision.close()`` when done (bf16 / fp16 put hooks on the model)."""
     obj = Objective(model, objective, n_data=n_train).to(device)  # n_data: beta-tc's estimate of q(z)
+    if cfg.channels_last:  # 4-D (conv) weights to NHWC, in place; convolutions then run NHWC end to end
+        model.to(memory_format=torch.channels_last)
     # fused: one kernel for the whole Adam update instead of ~10 ops per parameter tensor
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps,
                            fused=device.type in ("cpu", "cuda") or None)
