@@ -120,3 +120,14 @@ def test_the_key_follows_the_version(cache, monkeypatch):
     before = cached.key()
     monkeypatch.setattr(cached, "__version__", "0.0.0-other")
     assert cached.key() != before
+
+
+def test_a_new_key_replaces_the_old_specs_and_nothing_else(cache, monkeypatch):
+    cached.save("train", info_of("train"))
+    old = cached.spec_path("train").parent
+    mine = cache / "notes"  # not a key folder: left alone
+    mine.mkdir()
+    (mine / "x.json").write_text("{}")
+    monkeypatch.setattr(cached, "__version__", "0.0.0-other")
+    cached.save("train", info_of("train"))
+    assert not old.exists() and cached.spec_path("train").is_file() and (mine / "x.json").is_file()

@@ -20,6 +20,7 @@ import hashlib
 import inspect
 import json
 import os
+import shutil
 import sys
 import typing
 from pathlib import Path
@@ -113,12 +114,22 @@ def dump(name: str, info: CommandInfo) -> dict[str, Any]:
 
 
 def save(name: str, info: CommandInfo) -> None:
-    """Write command ``name``'s spec (best effort: a command the spec cannot hold, or an unwritable cache
-    folder, leaves the cache as it was)."""
+    """Write command ``name``'s spec and remove the specs of other keys (older sources); best effort: a
+    command the spec cannot hold, or an unwritable cache folder, leaves the cache as it was."""
     try:
-        atomic_write(spec_path(name), json.dumps(dump(name, info), indent=1))
+        path = atomic_write(spec_path(name), json.dumps(dump(name, info), indent=1))
     except (TypeError, OSError):
-        pass
+        return
+    for old in path.parent.parent.iterdir():
+        if old != path.parent and _is_spec_folder(old):
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _is_spec_folder(path: Path) -> bool:
+    """A folder this module wrote: a key's name (24 hex digits) holding only .json files."""
+    name = path.name
+    return (path.is_dir() and not path.is_symlink() and len(name) == 24 and all(c in "0123456789abcdef" for c in name)
+            and all(f.is_file() and f.suffix == ".json" for f in path.iterdir()))
 
 
 # -- reading: a stand-in command built by typer from the spec ----------------------------------------------
