@@ -129,8 +129,9 @@ def _command(info: Any) -> click.Command:
 
 
 def answer_from_cache(name: str) -> None:
-    """Let the cached stand-in of command ``name`` parse the command line (sys.argv): it prints the help or the usage error and
-    exits; a command line that parses returns, for the real command (no valid spec: returns at once)."""
+    """Let the cached stand-in of command ``name`` parse the command line (sys.argv): it prints the help or the
+    usage error and exits; a command line that parses returns, for the real command (no valid spec: returns
+    at once)."""
     from . import cached
 
     info = cached.load(name)
