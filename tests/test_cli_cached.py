@@ -131,3 +131,14 @@ def test_a_new_key_replaces_the_old_specs_and_nothing_else(cache, monkeypatch):
     monkeypatch.setattr(cached, "__version__", "0.0.0-other")
     cached.save("train", info_of("train"))
     assert not old.exists() and cached.spec_path("train").is_file() and (mine / "x.json").is_file()
+
+
+def test_no_home_folder_means_no_cache_not_a_crash(monkeypatch):
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+
+    def no_home():
+        raise RuntimeError("Could not determine home directory.")
+
+    monkeypatch.setattr(cached.Path, "home", staticmethod(no_home))
+    cached.save("train", info_of("train"))
+    assert cached.load("train") is None

@@ -118,7 +118,7 @@ def save(name: str, info: CommandInfo) -> None:
     command the spec cannot hold, or an unwritable cache folder, leaves the cache as it was."""
     try:
         path = atomic_write(spec_path(name), json.dumps(dump(name, info), indent=1))
-    except (TypeError, OSError):
+    except (TypeError, OSError, RuntimeError):  # RuntimeError: no home folder
         return
     for old in path.parent.parent.iterdir():
         if old != path.parent and _is_spec_folder(old):
@@ -166,7 +166,7 @@ def load(name: str) -> CommandInfo | None:
                 and isinstance(spec.get("doc"), str) and isinstance(spec.get("params"), list)):
             return None
         params = [_rebuild(p) for p in spec["params"]]
-    except (OSError, ValueError, TypeError):
+    except (OSError, ValueError, TypeError, RuntimeError):  # RuntimeError: no home folder
         return None
 
     def stand_in(**values: Any) -> None:
