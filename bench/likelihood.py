@@ -72,23 +72,32 @@ def paper_init(model, train_x: torch.Tensor) -> None:
 
 
 # -- evaluation ---------------------------------------------------------------------------------------
-def test_nll(model, x: torch.Tensor, k: int, seed: int = 0) -> float:
-    """Mean -log p(x) estimated with k importance samples, nats (chunked over samples and examples)."""
+def test_nll_se(model, x: torch.Tensor, k: int, seed: int = 0) -> tuple[float, float]:
+    """Mean -log p(x) estimated with k importance samples, nats, and its standard error over the images
+    (chunked over samples and examples)."""
     try:  # the library's streaming estimator when present (vaelab.evaluate)
         from vaelab.eval.evaluate import log_likelihood
     except ImportError:
         log_likelihood = None
     if log_likelihood is not None:
-        ll, _ = log_likelihood(model, x, None, k, seed=seed)
-        return -float(ll.mean())
-    torch.manual_seed(seed)
-    total, chunk = 0.0, min(k, 250)
-    with torch.no_grad():
-        for xb in x.split(max(1, 4096 // chunk)):
-            xb = xb.to(model.device)
-            lw = torch.cat([model.log_weights(xb, None, min(chunk, k - j)) for j in range(0, k, chunk)])  # (k, b)
-            total += float(log_mean_exp(lw.double(), 0).sum())
-    return -total / len(x)
+        ll, _ = log_likelihood(model, x, None, k, seed=seed)              # (N,) per-image estimates
+    else:
+        torch.manual_seed(seed)
+        chunk, parts = min(k, 250), []
+        with torch.no_grad():
+            for xb in x.split(max(1, 4096 // chunk)):
+                xb = xb.to(model.device)
+                lw = torch.cat([model.log_weights(xb, None, min(chunk, k - j)) for j in range(0, k, chunk)])  # (k, b)
+                parts.append(log_mean_exp(lw.double(), 0).cpu())
+        ll = torch.cat(parts)
+    ll = ll.double()
+    se = float(ll.std() / len(ll) ** 0.5) if len(ll) > 1 else float("nan")
+    return -float(ll.mean()), se
+
+
+def test_nll(model, x: torch.Tensor, k: int, seed: int = 0) -> float:
+    """Mean -log p(x) estimated with k importance samples, nats."""
+    return test_nll_se(model, x, k, seed)[0]
 
 
 # -- training (vaelab.train.fit) ------------------------------------------------------------------------
@@ -233,15 +242,17 @@ def run_config(name: str, args, train_ds: Dataset, test_x: torch.Tensor, device:
     if args.score_threads:
         torch.set_num_threads(args.score_threads)
     t0 = time.perf_counter()
-    nll = test_nll(model, test_x, args.final_k)
+    nll, se = test_nll_se(model, test_x, args.final_k)
     row = {"config": name, "model": model_name, "train_k": k, "epochs": epochs,
            "train_minutes": round(minutes, 2), "cpu_minutes_incl_curve": round(cpu, 2),
            "train_cpu_minutes": round(history[-1].get("cpu_minutes", float("nan")), 2),
            **{key: history[-1][key] for key in ("ema_epochs", "curve_nll_last", "curve_nll_ema")
               if key in history[-1]},
            "skipped_steps": history[-1]["skipped_steps"], f"test_nll_k{args.final_k}": round(nll, 2),
+           "test_nll_se_over_images": round(se, 3),
            "eval_minutes": round((time.perf_counter() - t0) / 60, 2), "paper": paper, "curve": curve.points}
-    print(f"  {name}: test NLL (K={args.final_k}, {len(test_x)} images) {nll:.2f} after {epochs} epochs / "
+    print(f"  {name}: test NLL (K={args.final_k}, {len(test_x)} images) {nll:.2f} +- {se:.2f} (se over images) "
+          f"after {epochs} epochs / "
           f"{minutes:.1f} min; paper {paper}", flush=True)
     return row
 
@@ -321,11 +332,11 @@ def main() -> None:
           f"{len(train_ds)} train / {len(test_x)} test images", flush=True)
     rows = [run_config(name, args, train_ds, test_x, device) for name in args.configs]
     k = args.final_k
-    print(f"\n| config | model | train k | epochs | train min | test NLL (K={k}) | Burda et al. 2015 |")
+    print(f"\n| config | model | train k | epochs | train min | test NLL (K={k}) +- se over images | Burda et al. 2015 |")
     print("|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['config']} | {r['model']} | {r['train_k']} | {r['epochs']} | {r['train_minutes']} | "
-              f"{r[f'test_nll_k{k}']} | {paper_cell(r['paper'])} |")
+              f"{r[f'test_nll_k{k}']} +- {r['test_nll_se_over_images']:.2f} | {paper_cell(r['paper'])} |")
     for r in rows:
         pts = ", ".join(f"{p['minutes']}m: {p[f'nll_k{args.curve_k}']}" for p in r["curve"])
         print(f"curve {r['config']} (IWAE_{args.curve_k} NLL, first {args.curve_subset} test images): {pts}")
