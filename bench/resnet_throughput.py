@@ -9,8 +9,8 @@ validation); the plain loop is written the way one writes it by hand: shuffle in
 formula, ``torch.optim.Adam`` step, timed over its second epoch too. Then the plain loop once more with
 the model and the batches in channels_last memory format, and vaelab with ``TrainConfig.channels_last``
 (``--channels-last``: the model's conv weights in NHWC; the batches follow inside the first convolution).
-Every number is images per wall-second and per
-CPU-second of this process (steadier on a shared machine); the ratio is vaelab / plain.
+Every number is images per wall-second and per CPU-second of this process (steadier on a shared machine);
+the ratio is vaelab / plain.
 
     .venv/bin/python bench/resnet_throughput.py [--n 1024] [--threads 1] [--channels 32,64,128]
         [--precisions fp32,bf16] [--compile]    (extra vaelab rows: mixed precision, torch.compile)

@@ -77,7 +77,8 @@ def test_a_warm_cache_answers_without_torch_and_real_runs_still_run(tmp_path):
     xdg = tmp_path / "xdg"
     cold = child(["train", "--help"], xdg)
     assert cold.stdout.splitlines()[-1] == "TORCH 0", cold.stderr
-    assert len(list((xdg / "vaelab" / "cli").glob("*/train.json"))) == 1  # the spec written on the way
+    (spec,) = (xdg / "vaelab" / "cli").glob("*/train.json")  # the spec written on the way
+    written = spec.stat().st_mtime_ns
     warm = child(["train", "--help"], xdg)
     assert warm.stdout.splitlines()[-1] == "NO-TORCH 0", warm.stderr
     assert warm.stdout == cold.stdout.replace("TORCH 0", "NO-TORCH 0")
@@ -89,6 +90,7 @@ def test_a_warm_cache_answers_without_torch_and_real_runs_still_run(tmp_path):
                 "--no-progress", "--out", str(out)], xdg)
     assert ok.stdout.splitlines()[-1] == "TORCH 0", ok.stderr
     assert (out / "model.safetensors").is_file()
+    assert spec.stat().st_mtime_ns == written  # a valid spec is read, not written again
 
 
 def test_with_plugins_the_cache_is_neither_read_nor_written(tmp_path):

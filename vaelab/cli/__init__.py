@@ -92,7 +92,7 @@ def _given(e: Exception) -> str:
 
 # command -> its stand-in built from the cached spec (cli/cached.py), while main() tries it
 STAND_INS: dict[str, click.Command] = {}
-_SAVE_SPECS = False  # main() without plugins: load_command writes each real command's spec to the cache
+_SAVE_SPECS = False  # main(), no plugins, no valid cached spec: load_command writes the real command's spec
 
 app = typer.Typer(help="vaelab: PCA, autoencoders and VAEs on your images - train, sample, measure, explore.",
                   cls=LazyGroup, no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
@@ -128,15 +128,15 @@ def _command(info: Any) -> click.Command:
                                             rich_markup_mode=app.rich_markup_mode)
 
 
-def answer_from_cache(name: str) -> None:
+def answer_from_cache(name: str) -> bool:
     """Let the cached stand-in of command ``name`` parse the command line (sys.argv): it prints the help or the
-    usage error and exits; a command line that parses returns, for the real command (no valid spec: returns
-    at once)."""
+    usage error and exits; a command line that parses returns True, for the real command. False: no valid
+    spec in the cache (returned at once)."""
     from . import cached
 
     info = cached.load(name)
     if info is None:
-        return
+        return False
     STAND_INS[name] = _command(info)
     try:
         app()
@@ -144,6 +144,7 @@ def answer_from_cache(name: str) -> None:
         pass
     finally:
         STAND_INS.pop(name, None)
+    return True
 
 
 def plugin_args(argv: Sequence[str]) -> list[str]:
@@ -186,9 +187,8 @@ def main() -> None:
     if name in COMMANDS:
         from .cached import plugins_requested
 
-        _SAVE_SPECS = not plugins_requested(argv)
-        if _SAVE_SPECS:
-            answer_from_cache(name)  # help and usage errors without importing torch
+        if not plugins_requested(argv):  # help and usage errors without importing torch; else write the spec
+            _SAVE_SPECS = not answer_from_cache(name)
         try:
             use_plugins(plugin_args(argv))
         except ValueError as e:

@@ -33,7 +33,7 @@ class TrainConfig:
     max_minutes: float = 0.0  # stop after the epoch that passes this wall-clock budget (0: none)
     precision: str = "fp32"   # the training step's networks in fp32, bf16 or fp16 (CUDA only): autocast; weights and nats stay fp32
     compile: bool = False     # torch.compile the objective (model + likelihood + KL) after any KL warm-up; pays on long runs (bench/compile_step.py)
-    channels_last: bool = False  # conv models: weights and activations in NHWC memory (1.13x on an AVX2 CPU, bench/resnet_throughput.py); saved weights stay NCHW
+    channels_last: bool = False  # conv models: weights and activations in NHWC memory (speed depends on widths and CPU: bench/resnet_throughput.py); saved weights stay NCHW
     dequantize: bool = False  # train on (k + u) / L, u ~ U[0, 1) fresh each step (data with L levels): the density eval's dequantized bound scores
 
     def __post_init__(self) -> None:
