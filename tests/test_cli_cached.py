@@ -11,12 +11,13 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
-from vaelab.cli import COMMANDS, STAND_INS, _command, app, cached, load_command
+from vaelab.cli import COMMANDS, STAND_INS, _command, app, cached, checked_names, load_command
 
 ENV = {"NO_COLOR": "1", "TERM": "dumb", "COLUMNS": "200"}
 # per command: command lines the stand-in must answer as the real command does (help, usage errors)
 LINES = {name: [["--help"], ["--no-such-option"]] for name in COMMANDS}
-LINES["train"] += [["--epochs", "x"], ["--lr"], ["--latent-dim", "2.5"], ["--help", "--epochs", "x"]]
+LINES["train"] += [["--epochs", "x"], ["--lr"], ["--latent-dim", "2.5"], ["--help", "--epochs", "x"],
+                   ["--model", "vea"], ["--model", "vea", "--data", "mnsit", "--epochs", "0"], ["--model", "xyz"]]
 LINES["sample"] += [["run", "--n", "4"], []]
 LINES["eval"] += [[], ["run", "--k", "x"]]
 LINES["serve"] += [["run", "--port", "x"]]
@@ -41,7 +42,7 @@ def invoke(args: list[str]):
 @pytest.mark.parametrize("name, args", [(n, a) for n, lines in LINES.items() for a in lines])
 def test_the_stand_in_answers_as_the_real_command(cache, name, args):
     real = invoke([name, *args])
-    cached.save(name, info_of(name))
+    cached.save(name, info_of(name), checked_names(name))
     info = cached.load(name)
     assert info is not None, f"command {name!r} has no cached spec"
     STAND_INS[name] = _command(info)
@@ -85,6 +86,9 @@ def test_a_warm_cache_answers_without_torch_and_real_runs_still_run(tmp_path):
     bad = child(["train", "--epochs", "x"], xdg)
     assert bad.stdout.splitlines()[-1] == "NO-TORCH 2"
     assert bad.stderr.startswith("error: ") and "(got 'x')" in bad.stderr and len(bad.stderr.splitlines()) == 1
+    unknown = child(["train", "--model", "vea"], xdg)  # a name the command refuses first: refused at once too
+    assert unknown.stdout.splitlines()[-1] == "NO-TORCH 2"
+    assert unknown.stderr.startswith("error: model='vea' is not known") and "did you mean 'vae'" in unknown.stderr
     out = tmp_path / "run"
     ok = child(["train", "--data", "digits", "--latent-dim", "2", "--hidden", "16", "--epochs", "1",
                 "--no-progress", "--out", str(out)], xdg)
@@ -110,9 +114,12 @@ def test_with_plugins_the_cache_is_neither_read_nor_written(tmp_path):
     lambda s: json.dumps({**s, "params": [{**s["params"][0], "name": "a b"}]}),
     lambda s: json.dumps({**s, "params": [{**s["params"][0], "default": {"object": "x"}}]}),
     lambda s: json.dumps({**s, "params": "all"}),
+    lambda s: json.dumps({**s, "names": {"model": "vae"}}),
+    lambda s: json.dumps({**s, "names": {"no_such_param": ["vae"]}}),
+    lambda s: json.dumps({**s, "names": [["model", ["vae"]]]}),
 ])
 def test_a_damaged_spec_is_ignored(cache, damage):
-    cached.save("train", info_of("train"))
+    cached.save("train", info_of("train"), checked_names("train"))
     path = cached.spec_path("train")
     path.write_text(damage(json.loads(path.read_text())))
     assert cached.load("train") is None

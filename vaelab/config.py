@@ -20,6 +20,12 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return json.loads(json.dumps(dataclasses.asdict(cfg)))
 
 
+def unknown_name(field: str, value: Any, allowed: list[str]) -> str:
+    """The message refusing a name that is not one of ``allowed`` ("model='vea' is not known; allowed: [...]");
+    the CLI adds "did you mean" (``cli.common.did_you_mean``)."""
+    return f"{field}={value!r} is not known; allowed: {allowed}"
+
+
 def field_default(f: dataclasses.Field, missing: Any = None) -> Any:
     """A dataclass field's default (its factory called), or ``missing`` for a required field."""
     if f.default is not dataclasses.MISSING:

@@ -118,9 +118,16 @@ def load_command(name: str) -> click.Command:
             if _SAVE_SPECS:
                 from . import cached
 
-                cached.save(name, info)
+                cached.save(name, info, checked_names(name))
             return _command(info)
     raise RuntimeError(f"module vaelab.cli.{COMMANDS[name][0]} registers no command {name!r}")
+
+
+def checked_names(name: str) -> dict[str, list[str]] | None:
+    """The names command ``name`` checks first (its module's ``checked_names``; e.g. train's --model), for
+    its cached spec."""
+    module = importlib.import_module(f"{__name__}.{COMMANDS[name][0]}")
+    return getattr(module, "checked_names", dict)().get(name)
 
 
 def _command(info: Any) -> click.Command:

@@ -11,6 +11,9 @@ are answered by it (the same text: tests/test_cli_cached.py compares them with t
 command line that parses is run by the real command. With plugins (``--plugin``, ``$VAELAB_PLUGINS`` or
 installed entry points) the cache is neither read nor written: their options are not in the key.
 
+A spec may also list the names a parameter takes that the command checks before anything else (``train
+--model``: the registered models): the stand-in refuses ``--model vea`` with the command's own message.
+
 A spec is read only when every field has the expected type and each option type is one of ``TYPES``;
 anything else (a damaged or foreign file) is ignored and the real command answers.
 """
@@ -29,10 +32,13 @@ from typing import Any, List, Optional
 import typer
 from typer.models import ArgumentInfo, CommandInfo, OptionInfo
 
+from .common import did_you_mean
+
+from ..config import unknown_name
 from ..fileio import atomic_write, find_cache_dir
 from ..version import __version__
 
-FORMAT = 1
+FORMAT = 2  # 2: the names lists
 PLUGIN_ENV, PLUGIN_GROUP = "VAELAB_PLUGINS", "vaelab.models"  # as vaelab.models.plugins (not imported: torch)
 # the parameter types a cached command may have, by name (a command with any other is not cached)
 TYPES: dict[str, Any] = {
@@ -102,22 +108,30 @@ def _param(p: inspect.Parameter, tp: Any) -> dict[str, Any]:
             "type": _type_name(tp), "default": _value(info.default), "decls": decls, "settings": settings}
 
 
-def dump(name: str, info: CommandInfo) -> dict[str, Any]:
-    """The JSON spec of registered command ``info`` (TypeError: it has something a spec cannot hold)."""
+def dump(name: str, info: CommandInfo, names: dict[str, list[str]] | None = None) -> dict[str, Any]:
+    """The JSON spec of registered command ``info`` (TypeError: it has something a spec cannot hold).
+    ``names``: parameter -> the values it may take, checked by the command before anything else it does
+    (``train --model``: the registered models); the stand-in refuses any other value as the command would."""
     if info.help is not None or info.context_settings or info.epilog or info.short_help or info.hidden \
             or info.no_args_is_help or info.deprecated:
         raise TypeError(f"command {name!r} has settings a spec does not hold")
     hints = typing.get_type_hints(info.callback)
     sig = inspect.signature(info.callback)
     params = [_param(p, hints.get(p.name, p.annotation)) for p in sig.parameters.values()]
-    return {"format": FORMAT, "name": name, "doc": inspect.getdoc(info.callback) or "", "params": params}
+    names = dict(names or {})
+    if not (set(names) <= {p.name for p in sig.parameters.values()}
+            and all(isinstance(v, list) and all(isinstance(n, str) for n in v) for v in names.values())):
+        raise TypeError(f"command {name!r}: names {sorted(names)} are not lists of strings for its parameters")
+    return {"format": FORMAT, "name": name, "doc": inspect.getdoc(info.callback) or "", "params": params,
+            "names": names}
 
 
-def save(name: str, info: CommandInfo) -> None:
-    """Write command ``name``'s spec and remove the specs of other keys (older sources); best effort: a
-    command the spec cannot hold, or an unwritable cache folder, leaves the cache as it was."""
+def save(name: str, info: CommandInfo, names: dict[str, list[str]] | None = None) -> None:
+    """Write command ``name``'s spec (``names``: see ``dump``) and remove the specs of other keys (older
+    sources); best effort: a command the spec cannot hold, or an unwritable cache folder, leaves the cache
+    as it was."""
     try:
-        path = atomic_write(spec_path(name), json.dumps(dump(name, info), indent=1))
+        path = atomic_write(spec_path(name), json.dumps(dump(name, info, names), indent=1))
     except (TypeError, OSError, RuntimeError):  # RuntimeError: no home folder
         return
     for old in path.parent.parent.iterdir():
@@ -157,6 +171,13 @@ def _rebuild(p: Any) -> inspect.Parameter:
     return inspect.Parameter(p["name"], inspect.Parameter.KEYWORD_ONLY, default=info, annotation=TYPES[p["type"]])
 
 
+def _names(v: Any, params: set[str]) -> dict[str, list[str]]:
+    if not (isinstance(v, dict) and set(v) <= params
+            and all(isinstance(a, list) and all(isinstance(n, str) for n in a) for a in v.values())):
+        raise ValueError("bad names")
+    return v
+
+
 def load(name: str) -> CommandInfo | None:
     """The stand-in for command ``name`` from the cache (None: no valid spec). Invoking it raises
     NeedsCommand: it only parses."""
@@ -166,10 +187,15 @@ def load(name: str) -> CommandInfo | None:
                 and isinstance(spec.get("doc"), str) and isinstance(spec.get("params"), list)):
             return None
         params = [_rebuild(p) for p in spec["params"]]
+        names = _names(spec.get("names"), {p.name for p in params})
     except (OSError, ValueError, TypeError, RuntimeError):  # RuntimeError: no home folder
         return None
 
     def stand_in(**values: Any) -> None:
+        for param, allowed in names.items():  # what the command refuses first, refused here the same way
+            if values.get(param) is not None and values[param] not in allowed:
+                typer.echo(f"error: {did_you_mean(unknown_name(param, values[param], allowed))}", err=True)
+                raise typer.Exit(2)
         raise NeedsCommand(name)
 
     stand_in.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]

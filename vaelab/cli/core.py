@@ -136,6 +136,12 @@ def train_options() -> tuple[list[inspect.Parameter], list[Generated]]:
 _GENERATED: list[Generated] = []
 
 
+def checked_names() -> dict[str, dict[str, list[str]]]:
+    """Command -> parameter -> the names it takes, checked before anything else the command does (for
+    its cached spec: cli/cached.py answers an unknown model without importing torch)."""
+    return {"train": {"model": sorted(REGISTRY)}}
+
+
 def _train(**values: Any) -> None:
     """Train a model and write OUT/config.json, model.safetensors, metrics.jsonl."""
     plugin_names = list(values.get("plugin") or ())

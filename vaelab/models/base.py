@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Distribution
 
-from ..config import from_dict
+from ..config import from_dict, unknown_name
 from ..distributions import groups_rate, kl_per_dim, rsample, standard_normal
 
 REGISTRY: dict[str, type["LatentModel"]] = {}
@@ -39,7 +39,7 @@ def register(name: str, config_cls: type):
 
 def model_class(name: str) -> type["LatentModel"]:
     if name not in REGISTRY:
-        raise ValueError(f"model={name!r} is not known; allowed: {sorted(REGISTRY)}")
+        raise ValueError(unknown_name("model", name, sorted(REGISTRY)))
     return REGISTRY[name]
 
 
