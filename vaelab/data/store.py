@@ -156,11 +156,14 @@ class Dataset:
         the values as stored. uint8 batches go to the device as uint8 and become float32 there."""
         n = len(self)
         order = torch.randperm(n, generator=generator) if shuffle else None
+        # storage rows of the epoch's examples in batch order, composed once: a batch is then a slice of it
+        at = self.rows if order is None else (order if self.rows is None else self.rows.index_select(0, order))
         dynamic = train and self.info.binarize == "dynamic"
         for start in range(0, n, batch_size):
-            pos = slice(start, start + batch_size) if order is None else order[start:start + batch_size]
-            xb = self._gather(pos)
-            yb = None if self.labels is None else self.labels[pos if self.rows is None else self.rows[pos]]
+            pos = slice(start, start + batch_size) if at is None else at[start:start + batch_size]
+            xb = self.storage[pos] if isinstance(pos, slice) else self.storage.index_select(0, pos)
+            yb = None if self.labels is None else (self.labels[pos] if isinstance(pos, slice)
+                                                    else self.labels.index_select(0, pos))
             xb = augment(xb, self.info, generator) if train else center_crop(xb, self.info.shape)
             if dynamic:  # drawn on the CPU: the generator lives there
                 xb = torch.bernoulli(to_float(xb), generator=generator)

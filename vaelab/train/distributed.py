@@ -84,6 +84,9 @@ def shard(batches: Iterable[Batch], rank: int, world: int) -> Iterator[Batch]:
     Every rank draws the same global batches (same permutation and binarization bits from the shared
     seed), so the ranks see disjoint examples whose union is the single-process batch. A last global
     batch with fewer than ``world`` examples is dropped: every rank needs at least one example."""
+    if world == 1:  # the whole batch (no split views made every step)
+        yield from batches
+        return
     for xb, yb in batches:
         if len(xb) < world:
             continue
@@ -94,6 +97,10 @@ def weighted_shards(batches: Iterable[Batch], rank: int,
                     world: int) -> Iterator[tuple[Tensor, "Tensor | None", float]]:
     """``shard`` plus each shard's loss scale world * n_rank / n_global (1.0 with one process): DDP
     averages the ranks' gradients, so the scaled batch means average to the mean over the global batch."""
+    if world == 1:
+        for xb, yb in batches:
+            yield xb, yb, 1.0
+        return
     for xb, yb in batches:
         for part_x, part_y in shard([(xb, yb)], rank, world):
             yield part_x, part_y, world * len(part_x) / len(xb)

@@ -33,9 +33,11 @@ class Trainer:
     bad_in_a_row: int = 0   # consecutive non-finite steps (reset by a good one)
     compiled: nn.Module | None = None  # torch.compile(step_fn) with cfg.compile: used once the KL weight is constant
     params: list[nn.Parameter] = field(init=False)  # the trained parameters (listed once, not every step)
+    grad_params: list[nn.Parameter] = field(init=False)  # every parameter of the objective (probe included)
 
     def __post_init__(self) -> None:
         self.params = [p for p in self.objective.model.parameters() if p.requires_grad]
+        self.grad_params = list(self.objective.parameters())
 
     def forward_fn(self, epoch: float) -> nn.Module:
         """The compiled step once the KL warm-up is over (compiled code specialises on the KL weight, a
@@ -63,7 +65,8 @@ def finite_probe(grads: list[torch.Tensor]) -> torch.Tensor:
 def _step(t: Trainer, xb: torch.Tensor, yb: torch.Tensor | None, epoch: float, scale: float,
           epoch_index: int):
     """One Adam step (or a skipped one); returns (terms, global mean loss) or None when skipped."""
-    t.objective.zero_grad(set_to_none=True)  # the model's gradients and the loss probe's
+    for p in t.grad_params:  # the model's gradients and the loss probe's (a list: no module walk a step)
+        p.grad = None
     with t.precision.autocast():  # fp32, or the networks under autocast (terms stay fp32)
         terms = t.forward_fn(epoch)(xb, yb, epoch, scale=scale)
     t.precision.check_terms(terms, t.objective.model.name)  # likelihood and KL in fp32 (a dtype check)
@@ -78,7 +81,7 @@ def _step(t: Trainer, xb: torch.Tensor, yb: torch.Tensor | None, epoch: float, s
         norm = torch.nn.utils.clip_grad_norm_(params, t.cfg.grad_clip, foreach=True)
     else:
         norm = finite_probe([p.grad for p in params if p.grad is not None])
-    if not bool(torch.isfinite(loss) & torch.isfinite(norm)):  # one host sync a step
+    if not bool(torch.isfinite(loss + norm)):  # NaN/Inf in either (inf - inf is NaN); one host sync a step
         if scaler:
             scaler.update()  # an overflow: the next step's loss scale is halved
         t.skipped, t.bad_in_a_row = t.skipped + 1, t.bad_in_a_row + 1
