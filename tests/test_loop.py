@@ -89,6 +89,64 @@ def test_resume_continues_the_schedule_exactly(digits, tmp_path):
         torch.testing.assert_close(resumed.state_dict()[k], v, rtol=1e-6, atol=1e-7)
 
 
+def _commits(monkeypatch) -> list[int]:
+    """The epochs ``fit`` commits from now on (the commits still happen)."""
+    seen: list[int] = []
+    real = loop.checkpoint.commit
+
+    def spy(out, model, meta, rows, epoch, *rest):
+        assert [r["epoch"] for r in rows] == list(range(1, epoch + 1))  # every row so far, in the commit
+        seen.append(epoch)
+        return real(out, model, meta, rows, epoch, *rest)
+
+    monkeypatch.setattr(loop.checkpoint, "commit", spy)
+    return seen
+
+
+class Stopper:
+    """Stops training after epoch ``at`` (1-based), or raises KeyboardInterrupt there with ``interrupt``."""
+
+    def __init__(self, at: int, interrupt: bool = False) -> None:
+        self.at, self.interrupt = at, interrupt
+
+    def on_epoch_end(self, row, model) -> bool:
+        if row["epoch"] == self.at and self.interrupt:
+            raise KeyboardInterrupt
+        return row["epoch"] == self.at
+
+
+def test_checkpoint_every_commits_every_nth_and_the_last_epoch(digits, tmp_path, monkeypatch):
+    train, _ = digits
+    seen = _commits(monkeypatch)
+    torch.manual_seed(0)
+    every = build_model("ae", **AE)
+    rows = fit(every, train, cfg=_cfg(epochs=7, checkpoint_every=3), run_dir=tmp_path)
+    assert seen == [3, 6, 7]
+    assert [r["epoch"] for r in rundir.read_metrics(tmp_path)] == [1, 2, 3, 4, 5, 6, 7]
+    torch.manual_seed(0)
+    plain = fit(build_model("ae", **AE), train, cfg=_cfg(epochs=7))  # no run folder: the same training
+    assert [r["loss"] for r in plain] == [r["loss"] for r in rows]
+    saved = load_file(str(tmp_path / "model.safetensors"))
+    for k, v in every.state_dict().items():
+        assert torch.equal(saved[k], v)
+
+
+def test_a_stop_is_committed_and_an_interrupt_keeps_the_last_commit(digits, tmp_path, monkeypatch):
+    train, _ = digits
+    seen = _commits(monkeypatch)
+    fit(build_model("ae", **AE), train, cfg=_cfg(epochs=9, checkpoint_every=4), run_dir=tmp_path / "stop",
+        callbacks=[Stopper(2)])
+    assert seen == [2]  # the epoch a callback stopped at
+    with pytest.raises(KeyboardInterrupt):
+        fit(build_model("ae", **AE), train, cfg=_cfg(epochs=9, checkpoint_every=4), run_dir=tmp_path / "int",
+            callbacks=[Stopper(6, interrupt=True)])
+    assert seen == [2, 4]
+    assert [r["epoch"] for r in rundir.read_metrics(tmp_path / "int")] == [1, 2, 3, 4]  # epoch 4, whole
+    resumed = fit(build_model("ae", **AE), train, cfg=_cfg(epochs=5, checkpoint_every=4), run_dir=tmp_path / "int",
+                  resume=True)
+    assert [r["epoch"] for r in resumed] == [1, 2, 3, 4, 5] and seen == [2, 4, 5]
+
+
 class Recorder:
     """Records each row it sees (a copy) and the weights after that epoch."""
 
@@ -178,6 +236,7 @@ def test_tensorboard_writes_or_explains(digits, tmp_path):
     ({"early_stopping": -1}, r"early_stopping=-1 must be >= 0"),
     ({"max_minutes": -1.0}, r"max_minutes=-1.0 must be >= 0"),
     ({"lr_step": 0}, r"lr_step=0 must be >= 1"),
+    ({"checkpoint_every": 0}, r"checkpoint_every=0 must be >= 1"),
 ])
 def test_config_checks_name_the_bad_value(kw, message):
     with pytest.raises(ValueError, match=message):

@@ -229,8 +229,9 @@ def demo(
     pictures: dict[str, Any] = {}
     contrast: dict[str, LatentModel] = {}
     for key, name, options, epochs in [(n, n, o, e) for n, o, e in DEMO_MODELS] + CONTRAST_MODELS:
-        cfg = TrainConfig(epochs=max(1, round(epochs * epochs_scale)), batch_size=64, lr=2e-3,
-                          progress=progress)
+        n_epochs = max(1, round(epochs * epochs_scale))
+        cfg = TrainConfig(epochs=n_epochs, batch_size=64, lr=2e-3, progress=progress,
+                          checkpoint_every=n_epochs)  # one commit at the end: the demo replaces its folders anyway
         # the demo's own folders: re-running the demo replaces them (and their stale pictures / eval.json)
         model, _ = train_run(name, data, out / key, options, cfg, ObjectiveConfig(), data_dir=data_dir,
                              val_fraction=0.0, overwrite=True)

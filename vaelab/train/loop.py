@@ -119,13 +119,19 @@ def _train(model: LatentModel, train: Dataset, val: Dataset | None, t: Trainer, 
         if not show_bar and rank == 0:
             LOG.info(cbs.epoch_line(row, cfg.epochs, model.capabilities.likelihood))
         history.append(row)
-        if out is not None:  # the row, the weights and the trainer state: one commit
+        stop = not distributed.all_agree(not stop, device)  # a stop on rank 0 stops every rank
+        if out is not None and (stop or _commit_due(cfg, epoch)):  # rows, weights, trainer state: one commit
             checkpoint.commit(out, model, meta, history, epoch + 1, t, gen)
-        if not distributed.all_agree(not stop, device):  # a stop on rank 0 stops every rank
+        if stop:
             break
     bar.close()
     model.eval()
     return history
+
+
+def _commit_due(cfg: TrainConfig, epoch: int) -> bool:
+    """Whether 0-based ``epoch`` is committed: every ``checkpoint_every``-th epoch and the last one."""
+    return (epoch + 1) % cfg.checkpoint_every == 0 or epoch + 1 == cfg.epochs
 
 
 def _monitor(cfg: TrainConfig, model: LatentModel, val: Dataset | None) -> str:
