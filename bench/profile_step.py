@@ -100,6 +100,18 @@ def trainer_for(train: Any, precision: str, steps: int) -> Iterator[Any]:
         t.precision.close()
 
 
+def mnist_setup(threads: int) -> tuple[Any, torch.Generator, Any]:
+    """MNIST's training split (uint8, no binarization), a seeded generator and a bar that draws nothing,
+    with torch at ``threads`` intra-op threads (exits naming VAELAB_DATA_DIR when it is unset)."""
+    if "VAELAB_DATA_DIR" not in os.environ:
+        sys.exit("set VAELAB_DATA_DIR to the folder holding mnist/ (e.g. /work/shared/data)")
+    torch.set_num_threads(threads)
+    from vaelab.data import load_dataset
+
+    bar = type("NoBar", (), {"update": lambda self, n: None})()
+    return load_dataset("mnist", "train", binarize="none"), torch.Generator().manual_seed(0), bar
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=200, help="profiled training steps (default 200)")
@@ -107,16 +119,10 @@ def main() -> None:
     p.add_argument("--precision", default="fp32", help="fp32 (default) or bf16")
     p.add_argument("--top", type=int, default=12, help="also list the N ops with most self time")
     a = p.parse_args()
-    if "VAELAB_DATA_DIR" not in os.environ:
-        sys.exit("set VAELAB_DATA_DIR to the folder holding mnist/ (e.g. /work/shared/data)")
-    torch.set_num_threads(a.threads)
-    from vaelab.data import load_dataset
+    full, gen, bar = mnist_setup(a.threads)
     from vaelab.train.epoch import train_epoch
 
-    full = load_dataset("mnist", "train", binarize="none")
     data = MarkedData(full.subset(torch.arange(a.steps * BATCH)))
-    gen = torch.Generator().manual_seed(0)
-    bar = type("NoBar", (), {"update": lambda self, n: None})()
     with trainer_for(full, a.precision, a.steps) as t:
         train_epoch(t, data, gen, 0, torch.device("cpu"), bar)  # warm-up
         t0, c0 = time.perf_counter(), time.process_time()

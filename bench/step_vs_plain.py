@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import os
 import statistics
 import sys
 import time
@@ -33,7 +32,7 @@ import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from profile_step import BATCH, LR, trainer_for  # noqa: E402  (same model, data and trainer)
+from profile_step import BATCH, LR, mnist_setup, trainer_for  # noqa: E402  (same model, data, trainer)
 
 
 def plain_epoch_fn(model: torch.nn.Module, x_u8: torch.Tensor, steps: int) -> Callable[[], None]:
@@ -78,17 +77,11 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=100, help="steps per block (default 100)")
     p.add_argument("--blocks", type=int, default=8, help="blocks per side, the first a warm-up (default 8)")
     a = p.parse_args()
-    if "VAELAB_DATA_DIR" not in os.environ:
-        sys.exit("set VAELAB_DATA_DIR to the folder holding mnist/ (e.g. /work/shared/data)")
-    torch.set_num_threads(a.threads)
-    from vaelab.data import load_dataset
+    full, gen, bar = mnist_setup(a.threads)
     from vaelab.train.epoch import train_epoch
 
-    full = load_dataset("mnist", "train", binarize="none")
     data = full.subset(torch.arange(a.steps * BATCH))
     x_u8 = full.storage.index_select(0, data.rows)  # the same examples, as stored (uint8)
-    gen = torch.Generator().manual_seed(0)
-    bar = type("NoBar", (), {"update": lambda self, n: None})()
     cpu = torch.device("cpu")
     with trainer_for(full, "fp32", a.steps) as t:
         plain = plain_epoch_fn(copy.deepcopy(t.objective.model), x_u8, a.steps)  # same start, own weights
