@@ -62,6 +62,21 @@ def test_parameters_of_two_dtypes_take_torchs_grouping():
     _assert_same(_run(Adam, dtypes=mixed), _run(torch.optim.Adam, dtypes=mixed))
 
 
+@pytest.mark.parametrize("second", [torch.float32, torch.float64])
+def test_several_param_groups_step_once_each(second):
+    """Two groups, the second all float32 (fast path) or mixed (torch's grouping for the whole step)."""
+    def run(cls):
+        a, b = _params(0), _params(1, dtypes=(torch.float32, second))
+        opt = cls([{"params": a}, {"params": b, "lr": 0.2}], lr=0.05, fused=True)
+        g = torch.Generator().manual_seed(2)
+        for _ in range(3):
+            for p in a + b:
+                p.grad = torch.randn(p.shape, generator=g).to(p.dtype)
+            opt.step()
+        return [p.detach().clone() for p in a + b], opt.state_dict()
+    _assert_same(run(Adam), run(torch.optim.Adam))
+
+
 def test_a_closure_is_evaluated():
     p = torch.nn.Parameter(torch.ones(3))
     opt = Adam([p], lr=0.1, fused=True)

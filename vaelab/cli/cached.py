@@ -32,11 +32,10 @@ from typing import Any, List, Optional
 import typer
 from typer.models import ArgumentInfo, CommandInfo, OptionInfo
 
-from .common import did_you_mean
-
 from ..config import unknown_name
 from ..fileio import atomic_write, find_cache_dir
 from ..version import __version__
+from .common import did_you_mean
 
 FORMAT = 2  # 2: the names lists
 PLUGIN_ENV, PLUGIN_GROUP = "VAELAB_PLUGINS", "vaelab.models"  # as vaelab.models.plugins (not imported: torch)

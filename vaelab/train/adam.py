@@ -55,10 +55,10 @@ class Adam(torch.optim.Adam):
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
         if closure is not None or not all(self._plain(g) for g in self.param_groups):
             return super().step(closure)
-        for group in self.param_groups:
-            lists = self._group_lists(group)
-            if lists is None:  # several devices / dtypes, sparse gradients: torch's own grouping
-                return super().step()
+        all_lists = [self._group_lists(g) for g in self.param_groups]
+        if any(lists is None for lists in all_lists):  # several devices / dtypes, sparse: torch's own grouping
+            return super().step()
+        for group, lists in zip(self.param_groups, all_lists):
             params, grads, avgs, sqs, steps = lists
             if not params:
                 continue
