@@ -86,8 +86,7 @@ def make_trainer(model: LatentModel, objective: ObjectiveConfig, cfg: TrainConfi
         model.to(memory_format=torch.channels_last)
     # fused: one kernel for the whole Adam update instead of ~10 ops per parameter tensor; adam.Adam is
     # torch.optim.Adam without the torch._dynamo import (~2 s a process) and with a leaner step
-    opt = Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps,
-                           fused=device.type in ("cpu", "cuda") or None)
+    opt = Adam(model.parameters(), lr=cfg.lr, eps=cfg.adam_eps, fused=device.type in ("cpu", "cuda") or None)
     spe = steps_per_epoch(n_train, cfg.batch_size, world)
     step_fn = distributed.wrap(obj, device)
     return Trainer(obj, step_fn, opt, make_scheduler(opt, cfg, spe), cfg, rank, world, spe,
