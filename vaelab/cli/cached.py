@@ -117,10 +117,11 @@ def dump(name: str, info: CommandInfo, names: dict[str, list[str]] | None = None
     hints = typing.get_type_hints(info.callback)
     sig = inspect.signature(info.callback)
     params = [_param(p, hints.get(p.name, p.annotation)) for p in sig.parameters.values()]
-    names = dict(names or {})
-    if not (set(names) <= {p.name for p in sig.parameters.values()}
-            and all(isinstance(v, list) and all(isinstance(n, str) for n in v) for v in names.values())):
-        raise TypeError(f"command {name!r}: names {sorted(names)} are not lists of strings for its parameters")
+    try:
+        names = _names(dict(names or {}), set(sig.parameters))  # the check load() makes
+    except ValueError:
+        raise TypeError(f"command {name!r}: names {sorted(names or {})} are not lists of strings for its "
+                        "parameters") from None
     return {"format": FORMAT, "name": name, "doc": inspect.getdoc(info.callback) or "", "params": params,
             "names": names}
 

@@ -22,6 +22,11 @@ def to_float(x: Tensor) -> Tensor:
     return x.float().div_(255) if x.dtype == torch.uint8 else x
 
 
+def _rows_of(t: Tensor, rows: slice | Tensor) -> Tensor:
+    """``t``'s rows at a slice (a view) or at int64 positions (one index_select)."""
+    return t[rows] if isinstance(rows, slice) else t.index_select(0, rows)
+
+
 def center_crop(x: Tensor, shape: tuple[int, ...]) -> Tensor:
     """The centered ``shape[-2:]`` window of images x (..., H, W) stored larger (crop='random'); a view."""
     if x.dim() < 3 or tuple(x.shape[-2:]) == tuple(shape[-2:]):
@@ -94,9 +99,7 @@ class Dataset:
 
     def _gather(self, sl: slice | Tensor) -> Tensor:
         """Stored examples at positions ``sl`` of this dataset (a view for a slice of an un-indexed one)."""
-        if self.rows is None:
-            return self.storage[sl] if isinstance(sl, slice) else self.storage.index_select(0, sl)
-        return self.storage.index_select(0, self.rows[sl])
+        return _rows_of(self.storage, sl if self.rows is None else self.rows[sl])
 
     @property
     def x(self) -> Tensor:
@@ -161,9 +164,8 @@ class Dataset:
         dynamic = train and self.info.binarize == "dynamic"
         for start in range(0, n, batch_size):
             pos = slice(start, start + batch_size) if at is None else at[start:start + batch_size]
-            xb = self.storage[pos] if isinstance(pos, slice) else self.storage.index_select(0, pos)
-            yb = None if self.labels is None else (self.labels[pos] if isinstance(pos, slice)
-                                                    else self.labels.index_select(0, pos))
+            xb = _rows_of(self.storage, pos)
+            yb = None if self.labels is None else _rows_of(self.labels, pos)
             xb = augment(xb, self.info, generator) if train else center_crop(xb, self.info.shape)
             if dynamic:  # drawn on the CPU: the generator lives there
                 xb = torch.bernoulli(to_float(xb), generator=generator)

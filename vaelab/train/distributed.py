@@ -97,10 +97,6 @@ def weighted_shards(batches: Iterable[Batch], rank: int,
                     world: int) -> Iterator[tuple[Tensor, "Tensor | None", float]]:
     """``shard`` plus each shard's loss scale world * n_rank / n_global (1.0 with one process): DDP
     averages the ranks' gradients, so the scaled batch means average to the mean over the global batch."""
-    if world == 1:
-        for xb, yb in batches:
-            yield xb, yb, 1.0
-        return
     for xb, yb in batches:
         for part_x, part_y in shard([(xb, yb)], rank, world):
             yield part_x, part_y, world * len(part_x) / len(xb)
