@@ -105,8 +105,9 @@ class CPUBudget:
     """fit callback: stop after the epoch in which this process has spent ``minutes`` of CPU time on
     training (its CPU time, minus what ``curve`` spent evaluating when given)."""
 
-    def __init__(self, minutes: float, curve: "Curve | None" = None) -> None:
-        self.minutes, self.curve, self.t0 = minutes, curve, time.process_time()
+    def __init__(self, minutes: float, curve: "Curve | None" = None, t0: float | None = None) -> None:
+        self.minutes, self.curve = minutes, curve
+        self.t0 = time.process_time() if t0 is None else t0
 
     def used(self) -> float:
         return (time.process_time() - self.t0 - (self.curve.cpu_s if self.curve else 0.0)) / 60
@@ -173,26 +174,43 @@ class CPUClock:
 
 
 def seconds_per_step(model, data: Dataset, obj: ObjectiveConfig, batch_size: int, steps: int = 40,
-                     cpu: bool = False) -> float:
+                     cpu: bool = False, compile: bool = False) -> float:
     """Training time (with ``cpu``: CPU time) of one step, measured with fit on a copy of ``model`` (the
-    first epoch excluded)."""
+    first epoch, which holds any compiling, excluded)."""
     sub = data.subset(torch.arange(min(len(data), batch_size * steps)))
-    cfg = TrainConfig(epochs=2, batch_size=batch_size, device=str(model.device), progress=False)
+    cfg = TrainConfig(epochs=2, batch_size=batch_size, device=str(model.device), progress=False, compile=compile)
     clock = CPUClock()
     rows = fit(copy.deepcopy(model), sub, objective=obj, cfg=cfg, callbacks=[clock])
     return (clock.spent[-1] if cpu else rows[-1]["seconds"]) / math.ceil(len(sub) / batch_size)
 
 
-def budget_config(args, model, data: Dataset, obj: ObjectiveConfig) -> TrainConfig:
+def budget_config(args, model, data: Dataset, obj: ObjectiveConfig, late: ObjectiveConfig | None = None
+                  ) -> TrainConfig:
     """Exponential decay per epoch from --lr to --lr-final over the epochs --minutes is expected to give
-    (measured), then held at --lr-final; Adam eps 1e-4 as Burda et al."""
-    epochs = args.minutes * 60 / (seconds_per_step(model, data, obj, args.batch_size, cpu=args.cpu_budget)
-                                  * math.ceil(len(data) / args.batch_size))
+    (measured; with ``late``, the objective of the budget's last 1 - --switch-at, measured too), then held
+    at --lr-final; Adam eps 1e-4 as Burda et al."""
+    spe = math.ceil(len(data) / args.batch_size)
+    parts = [(obj, args.switch_at if late else 1.0)] + ([(late, 1 - args.switch_at)] if late else [])
+    epochs = sum(args.minutes * 60 * share / (spe * seconds_per_step(model, data, o, args.batch_size, cpu=args.cpu_budget,
+                                                                      compile=args.compile)) for o, share in parts)
     gamma = (args.lr_final / args.lr) ** (1 / max(epochs, 1e-3))
     print(f"  expect ~{epochs:.1f} epochs in {args.minutes:g} min: lr x {gamma:.4f} per epoch", flush=True)
     return TrainConfig(epochs=10 ** 6, batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=str(model.device),
                        progress=False, adam_eps=1e-4, lr_schedule="exponential", lr_gamma=min(1.0, gamma),
-                       lr_min=min(args.lr, args.lr_final))
+                       lr_min=min(args.lr, args.lr_final), compile=args.compile, checkpoint_every=10 ** 6)
+
+
+def switched_fit(args, model, data: Dataset, obj: ObjectiveConfig, cfg: TrainConfig, budget: "CPUBudget",
+                 calls: list) -> list[dict]:
+    """--switch-k: ``obj`` until --switch-at of the budget, then the IWAE bound with k = --switch-k for the
+    rest (one resumed fit: Adam's state, the lr schedule and the data order carry over)."""
+    late = ObjectiveConfig(kind="iwae", k=args.switch_k)
+    with tempfile.TemporaryDirectory() as run:
+        first = CPUBudget(args.switch_at * args.minutes, budget.curve, t0=budget.t0)
+        history = fit(model, data, objective=obj, cfg=cfg, run_dir=run, callbacks=[*calls, first])
+        print(f"  switch to IWAE k={args.switch_k} after epoch {history[-1]['epoch']} "
+              f"({budget.used():.1f} CPU-min)", flush=True)
+        return fit(model, data, objective=late, cfg=cfg, run_dir=run, resume=True, callbacks=[*calls, budget])
 
 
 def train(args, model, data: Dataset, obj: ObjectiveConfig, curve: Curve) -> list[dict]:
@@ -201,13 +219,16 @@ def train(args, model, data: Dataset, obj: ObjectiveConfig, curve: Curve) -> lis
     (--ema) swapped in at the end. --full: one fit per paper stage (constant lr), each resuming the last
     (Adam's state carries over)."""
     if not args.full:
-        cfg = budget_config(args, model, data, obj)
+        cfg = budget_config(args, model, data, obj, ObjectiveConfig(kind="iwae", k=args.switch_k)
+                            if args.switch_k else None)
         if not args.cpu_budget:
             return fit(model, data, objective=obj, cfg=cfg, callbacks=[curve, TimeBudget(args.minutes, True)])
         budget = CPUBudget(args.minutes, curve)
         curve.budget = budget
         ema = EpochEMA(args.ema, args.ema_from * args.minutes, budget) if args.ema else None
-        history = fit(model, data, objective=obj, cfg=cfg, callbacks=[c for c in (ema, curve, budget) if c])
+        calls = [c for c in (ema, curve) if c]
+        history = (switched_fit(args, model, data, obj, cfg, budget, calls) if args.switch_k else
+                   fit(model, data, objective=obj, cfg=cfg, callbacks=[*calls, budget]))
         history[-1]["cpu_minutes"] = budget.used()
         if ema is not None:  # the curve's estimate for the last and the averaged weights, side by side
             last = test_nll(model, curve.x, curve.k)
@@ -243,7 +264,7 @@ def run_config(name: str, args, train_ds: Dataset, test_x: torch.Tensor, device:
         torch.set_num_threads(args.score_threads)
     t0 = time.perf_counter()
     nll, se = test_nll_se(model, test_x, args.final_k)
-    row = {"config": name, "model": model_name, "train_k": k, "epochs": epochs,
+    row = {"config": name, "model": model_name, "train_k": f"{k} then {args.switch_k}" if args.switch_k else k, "epochs": epochs,
            "train_minutes": round(minutes, 2), "cpu_minutes_incl_curve": round(cpu, 2),
            "train_cpu_minutes": round(history[-1].get("cpu_minutes", float("nan")), 2),
            **{key: history[-1][key] for key in ("ema_epochs", "curve_nll_last", "curve_nll_ema")
@@ -289,6 +310,10 @@ def main() -> None:
     ap.add_argument("--ema", type=float, default=0.0,
                     help="with --cpu-budget: decay of an epoch-end weight average scored instead of the last weights")
     ap.add_argument("--ema-from", type=float, default=0.5, help="fraction of the budget after which --ema averages")
+    ap.add_argument("--switch-k", type=int, default=0,
+                    help="with --cpu-budget: train the last 1 - --switch-at of the budget with the IWAE bound, this k")
+    ap.add_argument("--switch-at", type=float, default=0.5, help="fraction of the budget trained with the config's own k")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the objective (TrainConfig.compile)")
     ap.add_argument("--score-threads", type=int, default=0, help="torch threads for the final scoring (0: as training)")
     ap.add_argument("--eval-every", type=float, default=None, help="minutes between curve points (minutes/12)")
     ap.add_argument("--curve-k", type=int, default=200)
@@ -309,6 +334,8 @@ def main() -> None:
     bad = [c for c in args.configs if c not in CONFIGS]
     if bad:
         ap.error(f"--configs {bad} not known; allowed: {list(CONFIGS)} or 'all'")
+    if args.switch_k and not (args.switch_k > 1 and 0 < args.switch_at < 1 and args.cpu_budget):
+        ap.error(f"--switch-k {args.switch_k} --switch-at {args.switch_at}: needs k > 1, 0 < at < 1 and --cpu-budget")
     if args.ema and not (0 < args.ema < 1 and args.cpu_budget):
         ap.error(f"--ema {args.ema}: needs 0 < decay < 1 and --cpu-budget")
     args.batch_size = args.batch_size or (20 if args.full else 100)
@@ -327,7 +354,9 @@ def main() -> None:
             if args.full else f"{args.minutes:g} training minutes per configuration, batch {args.batch_size}, "
             f"lr {args.lr:g} -> {args.lr_final:g}" + (", CPU-time budget" if args.cpu_budget else "")
             + (f", KL warm-up {args.warmup:g} epochs" if args.warmup else "")
-            + (f", epoch-end weight EMA {args.ema:g} after {args.ema_from:g} of the budget" if args.ema else ""))
+            + (f", epoch-end weight EMA {args.ema:g} after {args.ema_from:g} of the budget" if args.ema else "")
+            + (f", IWAE k={args.switch_k} after {args.switch_at:g} of the budget" if args.switch_k else "")
+            + (", torch.compile" if args.compile else ""))
     print(f"likelihood bench {date.today()}: {mode}, device {device}, {torch.get_num_threads()} threads, "
           f"{len(train_ds)} train / {len(test_x)} test images", flush=True)
     rows = [run_config(name, args, train_ds, test_x, device) for name in args.configs]
