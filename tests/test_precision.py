@@ -126,7 +126,7 @@ def test_a_nan_gradient_under_a_finite_loss_is_skipped(digits):
     weight.register_hook(lambda g: g * float("nan"))  # the loss stays finite, one gradient does not
     before = {k: v.clone() for k, v in model.state_dict().items()}
     with pytest.raises(TrainingDiverged, match="3 non-finite steps in a row"):
-        fit(model, train, cfg=_cfg(epochs=1, max_bad_steps=3))
+        fit(model, train, cfg=_cfg(epochs=1, max_bad_steps=3, output_init=False))  # only steps could change them
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 

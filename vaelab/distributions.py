@@ -63,6 +63,7 @@ class Likelihood:
     levels: int | None = None                        # discrete: how many values the pmf sums over
     params: int = 1                                  # decoder outputs per data value (per mixture component)
     mixture: bool = False                            # True: ``params`` per component, times the components
+    start: Callable[[Tensor], Tensor] | None = None  # data mean -> the decoder output with that mean (None: no start)
 
     def __post_init__(self) -> None:
         if self.scale not in SCALES:
@@ -79,9 +80,18 @@ def _normal(out: Tensor, ls: Tensor) -> Distribution:
     return Normal(out, ls.exp(), validate_args=False)
 
 
+def _logit_of(mean: Tensor) -> Tensor:
+    """Bernoulli logits with the given mean, kept within +-6.9 (a mean of 0 or 1 has none)."""
+    return torch.logit(mean.clamp(1e-3, 1 - 1e-3))
+
+
+def _same(mean: Tensor) -> Tensor:
+    return mean
+
+
 LIKELIHOODS: dict[str, Likelihood] = {
     "bernoulli": Likelihood("bernoulli", False, True, lambda out, _: FastBernoulli(logits=out, validate_args=False),
-                            scale="bernoulli"),
+                            scale="bernoulli", start=_logit_of),
     "continuous-bernoulli": Likelihood("continuous-bernoulli", False, True,
                                        lambda out, _: pixel.continuous_bernoulli(out)),
     "discretized-logistic": Likelihood("discretized-logistic", False, True,
@@ -89,9 +99,10 @@ LIKELIHOODS: dict[str, Likelihood] = {
                                        levels=pixel.LEVELS, params=2),
     "dmol": Likelihood("dmol", False, True, lambda out, _: pixel.dmol(out), scale="discrete", levels=pixel.LEVELS,
                        params=3, mixture=True),
-    "gaussian": Likelihood("gaussian", False, False, _normal),
-    "gaussian-learned": Likelihood("gaussian-learned", True, False, _normal),
-    "laplace": Likelihood("laplace", False, False, lambda out, ls: Laplace(out, ls.exp(), validate_args=False)),
+    "gaussian": Likelihood("gaussian", False, False, _normal, start=_same),
+    "gaussian-learned": Likelihood("gaussian-learned", True, False, _normal, start=_same),
+    "laplace": Likelihood("laplace", False, False, lambda out, ls: Laplace(out, ls.exp(), validate_args=False),
+                          start=_same),
 }
 
 

@@ -109,6 +109,17 @@ class Decoder(nn.Module):
             h = h[:, :, : self.shape[1], : self.shape[2]]
         return h.reshape(*lead, *self.shape)
 
+    def start_outputs_at(self, out: Tensor) -> bool:
+        """Set the last layer's bias so the outputs start at ``out`` (*shape) where the rest of that layer
+        gives 0: one bias per output value (mlp), the channel means of ``out`` (conv, resnet: a bias per
+        channel). False, nothing changed, when ``out`` is not shaped as the outputs (out_mult > 1)."""
+        last = self.head[-1] if self.arch == "mlp" else self.body[-1]
+        if tuple(out.shape) != tuple(self.shape) or last.bias is None:
+            return False
+        with torch.no_grad():
+            last.bias.copy_(out.flatten() if self.arch == "mlp" else out.flatten(1).mean(1))  # (D,) or (C,)
+        return True
+
 
 def check_body(input_shape: tuple[int, ...], hidden: tuple[int, ...], arch: str, act: str,
                resnet: ResNetSpec | None = None) -> None:

@@ -141,6 +141,15 @@ class Dataset:
             return self._x[:n]
         return to_float(center_crop(self._gather(slice(0, n)), self.info.shape)).contiguous()
 
+    def mean(self) -> Tensor:
+        """(*info.shape) float32 mean of the examples' float values (center crops), chunk by chunk (uint8
+        storage never converted); for binarize='dynamic' the chance of a 1 that training's bits have."""
+        total = torch.zeros(self.info.shape, dtype=torch.float64)
+        for i in range(0, len(self), CHUNK):
+            total += center_crop(self._gather(slice(i, i + CHUNK)), self.info.shape).sum(0, dtype=torch.float64)
+        scale = 255.0 if self.storage.dtype == torch.uint8 else 1.0
+        return (total / (max(len(self), 1) * scale)).float()
+
     def value_range(self) -> tuple[float, float]:
         """(min, max) of the float values, chunk by chunk (uint8 storage: read as stored, never converted)."""
         lo, hi = float("inf"), float("-inf")

@@ -17,7 +17,7 @@ from torch import Tensor, nn
 from torch.distributions import Distribution
 
 from ..config import from_dict, unknown_name
-from ..distributions import groups_rate, kl_per_dim, rsample, standard_normal
+from ..distributions import get_likelihood, groups_rate, kl_per_dim, rsample, standard_normal
 
 REGISTRY: dict[str, type["LatentModel"]] = {}
 MAX_VALUES = 1 << 26  # values per example (64M: a 4096x4096 RGB image); a bigger config.json is refused, not allocated
@@ -101,6 +101,11 @@ class _Capability:
         return getattr(cls.capabilities, self.field)
 
 
+def _no_longer_fresh(model: nn.Module, _incompatible: Any) -> None:
+    """load_state_dict post-hook: loaded weights are not a fresh start."""
+    model.fresh = False
+
+
 class LatentModel(nn.Module):
     """p(x, z) = p(x|z) p(z) with an inference network q(z|x); y is an optional class label."""
 
@@ -120,6 +125,8 @@ class LatentModel(nn.Module):
             raise TypeError(f"model {self.name!r} is built from a {self.Config.__name__}, not {type(config).__name__}")
         self.config = config  # validated by its own __post_init__
         self.register_buffer("_anchor", torch.zeros(()), persistent=False)  # tracks the device
+        self.fresh = True  # built here, never trained or loaded: fit may start its outputs at the data
+        self.register_load_state_dict_post_hook(_no_longer_fresh)
 
     # -- shapes and conditioning ------------------------------------------------------------------
     @property
@@ -171,6 +178,20 @@ class LatentModel(nn.Module):
             bad = int(y.max()) if int(y.max()) >= self.n_classes else int(y.min())
             raise ValueError(f"class label {bad} is out of range; allowed: 0..{self.n_classes - 1}")
         return nn.functional.one_hot(y, self.n_classes).float()
+
+    def output_decoder(self) -> nn.Module | None:
+        """The ``nn.Decoder`` whose outputs parameterise p(x|z) as the likelihood table says (the one
+        ``start_at_mean`` sets); None (the default) for a model without one."""
+        return None
+
+    def start_at_mean(self, mean: Tensor) -> bool:
+        """Data-dependent start: the decoder's output bias set so that p(x|z) has mean ``mean`` (*input_shape,
+        the training data's mean) where the rest of its last layer gives 0 (Bernoulli: the logit of the
+        mean; Gaussian, Laplace: the mean). True when set; False, nothing changed, for a model or
+        likelihood without such a start (``output_decoder`` None, several outputs per value)."""
+        decoder, name = self.output_decoder(), self.likelihood_name
+        start = get_likelihood(name).start if decoder is not None and name is not None else None
+        return start is not None and decoder.start_outputs_at(start(mean.to(self.device)))
 
     # -- the contract ---------------------------------------------------------------------------------
     def encode(self, x: Tensor, y: Tensor | None = None) -> Distribution:

@@ -172,6 +172,9 @@ class HierarchicalVAE(LatentModel):
         """The whole generative chain over [z1, ..., z_T], batch shape (n,), event (latent_dim,)."""
         return HierarchicalPrior(self, n, temperature)
 
+    def output_decoder(self) -> nn.Module:
+        return self.decoder
+
     def decode(self, z: Tensor, y: Tensor | None = None) -> Distribution:
         """p(x|z1) from the concatenated code z (..., latent_dim)."""
         if z.shape[-1] != self.latent_dim:

@@ -84,6 +84,9 @@ class VariationalAE(LatentModel):
         mu, logvar = h.chunk(2, dim=-1)                             # (B, d) each
         return diag_gaussian(mu, logvar)
 
+    def output_decoder(self) -> nn.Module:
+        return self.decoder
+
     def decode(self, z: Tensor, y: Tensor | None = None) -> Distribution:
         out = self.decoder(z, self.condition(y, len(z)))            # (B, out_mult * C, *rest)
         return likelihood(self.config.likelihood, out, self.log_sigma, len(self.input_shape),

@@ -187,6 +187,9 @@ class VQVAE(LatentModel):
         """A point mass at the quantized codes z_q: (B, latent_dim)."""
         return PointMass(self.embed(self.codes(x)))
 
+    def output_decoder(self) -> nn.Module | None:
+        return self.decoder if self.config.arch == "mlp" else None  # conv: its own nets, no table layout
+
     def decode(self, z: Tensor, y: Tensor | None = None) -> Distribution:
         lead = z.shape[:-1]
         if self.config.arch == "conv":

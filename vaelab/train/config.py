@@ -35,6 +35,7 @@ class TrainConfig:
     compile: bool = False     # torch.compile the objective (model + likelihood + KL) after any KL warm-up; pays on long runs (bench/compile_step.py)
     channels_last: bool = False  # conv models: weights and activations in NHWC memory (speed depends on widths and CPU: bench/resnet_throughput.py); saved weights stay NCHW
     dequantize: bool = False  # train on (k + u) / L, u ~ U[0, 1) fresh each step (data with L levels): the density eval's dequantized bound scores
+    output_init: bool = True  # a fresh model's decoder output bias starts at the training data's mean (Bernoulli: its logit); never a loaded or trained one
     checkpoint_every: int = 1  # commit the run folder every N epochs (the last epoch and one that stops training always); a crash or Ctrl-C loses at most N - 1 finished epochs
 
     def __post_init__(self) -> None:

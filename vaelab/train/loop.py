@@ -70,6 +70,9 @@ def _fit(model: LatentModel, train: Dataset, val: Dataset | None, objective: Obj
     if not model.capabilities.trainable:  # closed form (PCA)
         return [_fit_closed_form(model, train, val, out, meta, calls, device)]
 
+    if cfg.output_init and model.fresh and not resume:  # p(x|z) starts at the data's mean
+        model.start_at_mean(train.mean())
+    model.fresh = False  # trained from here on: a later fit continues, never re-starts, its outputs
     t = make_trainer(model, objective, cfg, len(train), device, rank, world)
     try:
         return _train(model, train, val, t, run, out, resume, meta, calls, device)
