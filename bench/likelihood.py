@@ -10,7 +10,8 @@ Budget mode (default): every configuration trains for ``--minutes`` of training 
 is not counted), Adam (eps 1e-4), batch ``--batch-size`` (100), learning rate decaying exponentially per
 epoch from ``--lr`` (1e-3) to ``--lr-final`` (1e-4) over the epochs the budget is measured to allow.
 Training is ``vaelab.train.fit`` (exponential lr schedule, a TimeBudget callback counting training
-time, checked at epoch ends). Every ``--eval-every`` minutes the IWAE bound with
+time, checked at epoch ends); ``--switch-k K --switch-at F`` trains the budget's last 1 - F with the IWAE
+bound (k = K) after the config's own objective, one resumed fit. Every ``--eval-every`` minutes the IWAE bound with
 ``--curve-k`` samples (200) on the first ``--curve-subset`` test images (1000) is recorded (an upper bound
 on the K=5000 NLL), then the final test NLL uses ``--final-k`` (5000) importance samples.
 The paper trained for 3280 epochs (8 stages of 3^i epochs at lr 1e-3 * 10^(-i/7)), batch 20: ``--full``
