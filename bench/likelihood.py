@@ -4,7 +4,8 @@ Architectures as in the paper (tanh MLPs, Bernoulli p(x|z1), diagonal Gaussian l
   1 stochastic layer:  x -> 200 -> 200 -> z(50); decoder mirrored                    (model vae)
   2 stochastic layers: x -> 200 -> 200 -> z1(100) -> 100 -> 100 -> z2(50); mirrored   (model hvae, bottom-up)
 trained with the ELBO (k=1) or the IWAE bound (k=50) on all 60,000 training images, fresh Bernoulli draws
-every batch, from Glorot-uniform weights (decoder output bias = logit of the mean training pixel). The test set is one fixed Bernoulli draw of the 10,000 test images (vaelab.data.for_evaluation).
+every batch, from Glorot-uniform weights (decoder output bias = logit of the mean training pixel: fit's
+``TrainConfig.output_init``, on by default). The test set is one fixed Bernoulli draw of the 10,000 test images (vaelab.data.for_evaluation).
 
 Budget mode (default): every configuration trains for ``--minutes`` of training compute (evaluation time
 is not counted), Adam (eps 1e-4), batch ``--batch-size`` (100), learning rate decaying exponentially per
@@ -60,16 +61,14 @@ def paper_schedule(stages: int) -> list[tuple[int, float]]:
     return [(3 ** i, 1e-3 * 10 ** (-i / 7)) for i in range(stages)]
 
 
-def paper_init(model, train_x: torch.Tensor) -> None:
-    """Glorot-uniform weights and zero biases (as Burda et al.), and the decoder's output bias set to the
-    logit of the mean training pixel, so training does not start from p(x|z) = Bernoulli(0.5)."""
+def paper_init(model) -> None:
+    """Glorot-uniform weights and zero biases (as Burda et al.). The decoder's output bias then starts at
+    the logit of the mean training pixel in fit (``TrainConfig.output_init``: the model is fresh), so
+    training does not start from p(x|z) = Bernoulli(0.5)."""
     for module in model.modules():
         if isinstance(module, torch.nn.Linear):
             torch.nn.init.xavier_uniform_(module.weight)
             torch.nn.init.zeros_(module.bias)
-    last = [m for m in model.decoder.modules() if isinstance(m, torch.nn.Linear)][-1]
-    with torch.no_grad():
-        last.bias.copy_(torch.logit(train_x.mean(0).flatten().clamp(1e-3, 1 - 1e-3)))
 
 
 # -- evaluation ---------------------------------------------------------------------------------------
@@ -253,7 +252,7 @@ def run_config(name: str, args, train_ds: Dataset, test_x: torch.Tensor, device:
     model_name, params, k, paper = CONFIGS[name]
     torch.manual_seed(args.seed)
     model = build_model(model_name, input_shape=(1, 28, 28), **params)
-    paper_init(model, train_ds.x)
+    paper_init(model)
     model.to(device)
     obj = ObjectiveConfig(kind="iwae" if k > 1 else "elbo", k=k, warmup=args.warmup)
     curve = Curve(name, test_x[: args.curve_subset], args.curve_k, args.eval_every or args.minutes / 12)

@@ -52,16 +52,16 @@ CONFIGS = {  # name -> (model, params, published test NLL and source)
 FULL = {"batch": 100, "lr": 5e-4, "warmup": 100, "max_epochs": 2000, "patience": 50, "k": 5000}
 
 
-def build(name: str, train_ds: Dataset, device: torch.device, seed: int):
+def build(name: str, device: torch.device, seed: int):
     model_name, params, _ = CONFIGS[name]
     torch.manual_seed(seed)
     model = build_model(model_name, input_shape=(1, 28, 28), **params)
-    paper_init(model, train_ds.x)
+    paper_init(model)
     return model.to(device)
 
 
 def train(args, name: str, train_ds: Dataset, device: torch.device) -> tuple:
-    model = build(name, train_ds, device, args.seed)
+    model = build(name, device, args.seed)
     if args.full:
         cfg = TrainConfig(epochs=args.full_epochs, batch_size=FULL["batch"], lr=FULL["lr"], seed=args.seed,
                           device=str(device), progress=False)
@@ -99,7 +99,7 @@ def estimate_full(args, train_ds: Dataset, test_x: torch.Tensor, device: torch.d
           f"epochs, up to {FULL['max_epochs']} epochs (early stopping, patience {FULL['patience']}) = up to "
           f"{steps:,} steps; test NLL with K={FULL['k']} on 10,000 images")
     for name in args.configs:
-        model = build(name, train_ds, device, args.seed)
+        model = build(name, device, args.seed)
         step = seconds_per_step(model, train_ds, ObjectiveConfig(), FULL["batch"], steps=30, cpu=True)
         t0 = time.process_time()
         log_likelihood_estimate(model, test_x[:10], None, FULL["k"], seed=0)
